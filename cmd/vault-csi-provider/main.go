@@ -1,0 +1,147 @@
+// Command vault-csi-provider is the Vault provider for the Secrets Store CSI
+// Driver: a gRPC server on a unix socket that the driver calls on each pod
+// mount. Its flags are those of hashicorp/vault-csi-provider, plus a few.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/okevault/vault-csi-provider/internal/config"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// providerName is the driver's rule for provider names (and socket files).
+var providerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,30}$`)
+
+// flags are the command line, after the environment has filled what the
+// flags leave unset (environment < flags < SecretProviderClass parameters).
+type flags struct {
+	endpoint, providerDir, providerName string
+	logLevel, logFormat                 string
+	healthAddr                          string
+	hmacSecretName, hmacSecretNamespace string
+	kubeconfig                          string
+	cacheSize                           int
+	tokenRequestFallback                bool
+	mountTimeout, shutdownTimeout       time.Duration
+	readConcurrency                     int
+	printVersion                        bool
+	defaults                            config.Defaults
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("vault-csi-provider", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.endpoint, "endpoint", "/tmp/vault.sock", "path of the unix socket the driver dials (unix:// prefix optional)")
+	fs.StringVar(&f.providerDir, "provider-dir", "", "providers directory; the socket is <dir>/<provider-name>.sock (instead of -endpoint)")
+	fs.StringVar(&f.providerName, "provider-name", "vault", "provider name, as SecretProviderClass spec.provider names it")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	fs.BoolVar(&f.printVersion, "version", false, "print the version and exit")
+	fs.StringVar(&f.healthAddr, "health-addr", ":8080", "address of the health endpoints /health/ready and /healthz (empty: off)")
+	fs.StringVar(&f.hmacSecretName, "hmac-secret-name", "vault-csi-provider-hmac-key", "Kubernetes Secret holding the HMAC key for object versions")
+	fs.StringVar(&f.hmacSecretNamespace, "hmac-secret-namespace", "", "namespace of the HMAC Secret (default: $POD_NAMESPACE, else the provider's own namespace)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for running outside a cluster (default: $KUBECONFIG, else in-cluster)")
+	fs.IntVar(&f.cacheSize, "cache-size", 1000, "how many Vault logins (identities) to keep")
+	fs.BoolVar(&f.tokenRequestFallback, "token-request-fallback", false, "create pod tokens with the TokenRequest API when the driver sends none (needs serviceaccounts/token create)")
+	fs.DurationVar(&f.mountTimeout, "mount-timeout", 30*time.Second, "deadline of one Mount, inside kubelet's")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight mounts may finish on SIGTERM")
+	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")
+	d := &f.defaults
+	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
+	fs.StringVar(&d.AuthMountPath, "vault-mount", "kubernetes", "default Vault auth mount path")
+	fs.StringVar(&d.VaultNamespace, "vault-namespace", "", "default Vault Enterprise namespace (default: $VAULT_NAMESPACE)")
+	fs.StringVar(&d.TLS.CACert, "vault-tls-ca-cert", "", "PEM CA certificate file for Vault (default: $VAULT_CACERT)")
+	fs.StringVar(&d.TLS.CADirectory, "vault-tls-ca-directory", "", "directory of PEM CA certificates for Vault (default: $VAULT_CAPATH)")
+	fs.StringVar(&d.TLS.ServerName, "vault-tls-server-name", "", "SNI name for Vault (default: $VAULT_TLS_SERVER_NAME)")
+	fs.StringVar(&d.TLS.ClientCert, "vault-tls-client-cert", "", "PEM client certificate for Vault (default: $VAULT_CLIENT_CERT)")
+	fs.StringVar(&d.TLS.ClientKey, "vault-tls-client-key", "", "PEM client key for Vault (default: $VAULT_CLIENT_KEY)")
+	fs.BoolVar(&d.TLS.SkipVerify, "vault-tls-skip-verify", false, "skip Vault TLS verification: for labs only (default: $VAULT_SKIP_VERIFY)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+
+	for _, e := range []struct {
+		flag string
+		dst  *string
+		env  string
+	}{
+		{"vault-addr", &d.VaultAddress, "VAULT_ADDR"},
+		{"vault-namespace", &d.VaultNamespace, "VAULT_NAMESPACE"},
+		{"vault-tls-ca-cert", &d.TLS.CACert, "VAULT_CACERT"},
+		{"vault-tls-ca-directory", &d.TLS.CADirectory, "VAULT_CAPATH"},
+		{"vault-tls-server-name", &d.TLS.ServerName, "VAULT_TLS_SERVER_NAME"},
+		{"vault-tls-client-cert", &d.TLS.ClientCert, "VAULT_CLIENT_CERT"},
+		{"vault-tls-client-key", &d.TLS.ClientKey, "VAULT_CLIENT_KEY"},
+		{"hmac-secret-namespace", &f.hmacSecretNamespace, "POD_NAMESPACE"},
+		{"kubeconfig", &f.kubeconfig, "KUBECONFIG"},
+	} {
+		if !set[e.flag] {
+			*e.dst = getenv(e.env)
+		}
+	}
+	if v := getenv("VAULT_SKIP_VERIFY"); v != "" && !set["vault-tls-skip-verify"] {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("VAULT_SKIP_VERIFY=%q is not a bool", v)
+		}
+		d.TLS.SkipVerify = b
+	}
+
+	if !providerName.MatchString(f.providerName) || f.providerName == "" {
+		return nil, fmt.Errorf("-provider-name %q: must match %s", f.providerName, providerName)
+	}
+	switch {
+	case set["endpoint"] && set["provider-dir"]:
+		return nil, errors.New("-endpoint and -provider-dir are alternatives: set one")
+	case f.providerDir != "":
+		f.endpoint = strings.TrimSuffix(f.providerDir, "/") + "/" + f.providerName + ".sock"
+	default:
+		f.endpoint = strings.TrimPrefix(f.endpoint, "unix://")
+	}
+	if f.endpoint == "" {
+		return nil, errors.New("-endpoint: empty socket path")
+	}
+	if f.cacheSize < 1 {
+		return nil, fmt.Errorf("-cache-size %d: must be at least 1", f.cacheSize)
+	}
+	if f.readConcurrency < 1 {
+		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)
+	}
+	if f.mountTimeout <= 0 || f.shutdownTimeout < 0 {
+		return nil, errors.New("-mount-timeout must be positive and -shutdown-timeout not negative")
+	}
+	return f, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "vault-csi-provider:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,92 @@
+package objectversion
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func TestVersion(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, keyLen)
+	other := bytes.Repeat([]byte{2}, keyLen)
+	base := Version(key, []byte(`{"objectName":"a"}`), []byte("v1"))
+	if base != Version(key, []byte(`{"objectName":"a"}`), []byte("v1")) {
+		t.Fatal("version is not deterministic")
+	}
+	for name, v := range map[string]string{
+		"content changes": Version(key, []byte(`{"objectName":"a"}`), []byte("v2")),
+		"config changes":  Version(key, []byte(`{"objectName":"b"}`), []byte("v1")),
+		"key changes":     Version(other, []byte(`{"objectName":"a"}`), []byte("v1")),
+		"boundary moves":  Version(key, []byte(`{"objectName":"a"}v`), []byte("1")),
+	} {
+		if v == base {
+			t.Errorf("%s: version did not change", name)
+		}
+	}
+	if bytes.Contains([]byte(base), []byte("v1")) {
+		t.Errorf("version %q shows the content", base)
+	}
+}
+
+// The fake clientset stands in for the apiserver here to produce the
+// creation race between nodes, which a single real apiserver can't stage
+// deterministically; the real apiserver path is covered by the end-to-end tests.
+func TestKeysCreatesOnceAndSurvivesTheRace(t *testing.T) {
+	client := fake.NewSimpleClientset()
+	var k1, k2 []byte
+	var wg sync.WaitGroup
+	for i, dst := range []*[]byte{&k1, &k2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key, err := NewKeys(client, "csi", "hmac").Key(context.Background())
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+			}
+			*dst = key
+		}()
+	}
+	wg.Wait()
+	if len(k1) != keyLen || !bytes.Equal(k1, k2) {
+		t.Fatalf("nodes disagree on the key: %x vs %x", k1, k2)
+	}
+	// A provider restart reads the same key.
+	again, err := NewKeys(client, "csi", "hmac").Key(context.Background())
+	if err != nil || !bytes.Equal(again, k1) {
+		t.Fatalf("after restart: %x, %v; want %x", again, err, k1)
+	}
+}
+
+func TestKeysLostRace(t *testing.T) {
+	theirs := bytes.Repeat([]byte{7}, keyLen)
+	client := fake.NewSimpleClientset()
+	// Another node creates the secret between our Get and our Create.
+	client.PrependReactor("create", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "hmac", Namespace: "csi"}, Data: map[string][]byte{keyField: theirs}}
+		if err := client.Tracker().Add(s); err != nil {
+			t.Fatal(err)
+		}
+		return false, nil, nil
+	})
+	key, err := NewKeys(client, "csi", "hmac").Key(context.Background())
+	if err != nil || !bytes.Equal(key, theirs) {
+		t.Fatalf("got %x, %v; want the other node's key", key, err)
+	}
+}
+
+func TestKeysBadSecret(t *testing.T) {
+	client := fake.NewSimpleClientset(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "hmac", Namespace: "csi"},
+		Data:       map[string][]byte{keyField: []byte("short")},
+	})
+	if _, err := NewKeys(client, "csi", "hmac").Key(context.Background()); err == nil {
+		t.Fatal("a 5-byte key was accepted")
+	}
+}

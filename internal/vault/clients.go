@@ -1,0 +1,93 @@
+package vault
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/vault/api"
+
+	"github.com/okevault/vault-csi-provider/internal/config"
+)
+
+// Clients hands out base clients (no token) keyed by address, namespace and
+// TLS settings. The key comes from SecretProviderClass parameters, which any
+// namespace owner controls, so the set is bounded.
+type Clients struct {
+	mu    sync.Mutex
+	cache *lru.Cache[string, *api.Client]
+	// Timeout bounds one HTTP exchange; the mount's context bounds the whole.
+	Timeout time.Duration
+}
+
+// NewClients keeps at most size base clients.
+func NewClients(size int) (*Clients, error) {
+	c, err := lru.New[string, *api.Client](size)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{cache: c, Timeout: 30 * time.Second}, nil
+}
+
+// Client is the shared base client for a Vault address, namespace and TLS
+// settings. Callers clone it before setting a token.
+func (c *Clients) Client(addr, namespace string, tls config.TLS) (*api.Client, error) {
+	key := clientKey(addr, namespace, tls)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.cache.Get(key); ok {
+		return cl, nil
+	}
+	cl, err := newClient(addr, namespace, tls, c.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.Add(key, cl)
+	return cl, nil
+}
+
+func clientKey(addr, namespace string, tls config.TLS) string {
+	b, _ := json.Marshal(struct {
+		A, N string
+		T    config.TLS
+	}{addr, namespace, tls})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, fmt.Errorf("vault client defaults: %w", cfg.Error)
+	}
+	cfg.Address = addr
+	// Whole-call deadlines come from the mount's context; a per-call timeout
+	// in the client also cancels raw writes before their body is read.
+	cfg.Timeout = 0
+	cfg.HttpClient.Timeout = timeout
+	if err := cfg.ConfigureTLS(&api.TLSConfig{
+		CACert:        tls.CACert,
+		CAPath:        tls.CADirectory,
+		ClientCert:    tls.ClientCert,
+		ClientKey:     tls.ClientKey,
+		TLSServerName: tls.ServerName,
+		Insecure:      tls.SkipVerify,
+	}); err != nil {
+		return nil, fmt.Errorf("vault TLS settings: %w", err)
+	}
+	cl, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client for %s: %w", addr, err)
+	}
+	// NewClient reads VAULT_TOKEN from the environment; the provider's own
+	// environment must never lend a token to a pod.
+	cl.ClearToken()
+	if namespace != "" {
+		cl.SetNamespace(namespace)
+	}
+	return cl, nil
+}

@@ -1,0 +1,41 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/okevault/vault-csi-provider/internal/redact"
+)
+
+// Login is a Vault token obtained for one identity.
+type Login struct {
+	Token     redact.Secret
+	TTL       time.Duration // auth.lease_duration; 0 means no expiry
+	Renewable bool
+}
+
+// LoginJWT logs in at auth/<mount>/login with {role, jwt}: the body both the
+// Kubernetes and the JWT auth methods take.
+func LoginJWT(ctx context.Context, base *api.Client, mount, role string, jwt redact.Secret) (Login, error) {
+	path := "auth/" + mount + "/login"
+	c, err := base.Clone()
+	if err != nil {
+		return Login{}, err
+	}
+	c.ClearToken()
+	s, err := c.Logical().WriteWithContext(ctx, path, map[string]any{"role": role, "jwt": jwt.Reveal()})
+	if err != nil {
+		return Login{}, wrap("login", path, err)
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return Login{}, &Error{Op: "login", Path: path, Msg: "response carries no token", Err: errors.New("no auth in login response")}
+	}
+	return Login{
+		Token:     redact.New(s.Auth.ClientToken),
+		TTL:       time.Duration(s.Auth.LeaseDuration) * time.Second,
+		Renewable: s.Auth.Renewable,
+	}, nil
+}

@@ -1,0 +1,71 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+var (
+	// errMissingKey: the secret exists but has no such key.
+	errMissingKey = errors.New("key not found")
+	// errBadContent: the value does not decode with the object's encoding.
+	errBadContent = errors.New("value does not match the encoding")
+)
+
+// code maps an error from the mount pipeline to the gRPC code the driver
+// and kubelet see. Only Unavailable is retried by the driver.
+func code(err error) codes.Code {
+	var (
+		ce *config.Error
+		ve *vault.Error
+	)
+	switch {
+	case err == nil:
+		return codes.OK
+	case errors.As(err, &ce), errors.Is(err, errBadContent):
+		return codes.InvalidArgument
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, auth.ErrNoToken):
+		return codes.FailedPrecondition
+	case errors.Is(err, auth.ErrTokenRejected):
+		return codes.PermissionDenied
+	case errors.Is(err, errMissingKey):
+		return codes.NotFound
+	case errors.As(err, &ve):
+		return vaultCode(ve.Status)
+	}
+	return codes.Internal
+}
+
+func vaultCode(statusCode int) codes.Code {
+	switch {
+	case statusCode == 0, statusCode == http.StatusTooManyRequests, statusCode == http.StatusPreconditionFailed, statusCode >= 500:
+		// Unreachable, rate-limited, sealed, uninitialised, standby
+		// without an active node: all pass, and the driver retries.
+		return codes.Unavailable
+	case statusCode == http.StatusForbidden, statusCode == http.StatusUnauthorized:
+		return codes.PermissionDenied
+	case statusCode == http.StatusNotFound:
+		return codes.NotFound
+	case statusCode == http.StatusBadRequest, statusCode == http.StatusMethodNotAllowed:
+		return codes.InvalidArgument
+	}
+	return codes.Internal
+}
+
+// toStatus is the gRPC error for err. The message is err's text, which the
+// pipeline keeps free of tokens and values: it ends up in pod events.
+func toStatus(err error) error {
+	return status.Error(code(err), err.Error())
+}

@@ -1,0 +1,96 @@
+package provider
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+// RuntimeName is what Version reports as the provider's runtime.
+const RuntimeName = "vault-csi-provider"
+
+// Keys supplies the HMAC key for object versions.
+type Keys interface {
+	Key(ctx context.Context) ([]byte, error)
+}
+
+// Options wire a Server.
+type Options struct {
+	Defaults config.Defaults
+	Clients  *vault.Clients
+	Logins   *cache.Logins
+	// Keys may be nil: object versions are then empty, as the peer does
+	// when it can't have its key.
+	Keys Keys
+	// Tokens requests pod tokens when the driver sends none; nil disables
+	// the fallback.
+	Tokens *auth.TokenRequester
+	Logger *slog.Logger
+	// Version is the build's version, reported by Version.
+	Version string
+	// MountTimeout bounds a whole Mount, well inside kubelet's deadline.
+	MountTimeout time.Duration
+	// ReadConcurrency bounds the Vault requests one Mount has in flight.
+	ReadConcurrency int
+}
+
+// Server implements v1alpha1.CSIDriverProviderServer.
+type Server struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	opts Options
+	now  func() time.Time
+}
+
+// New returns a Server; opts.Clients and opts.Logins are required.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MountTimeout <= 0 {
+		opts.MountTimeout = 30 * time.Second
+	}
+	if opts.ReadConcurrency <= 0 {
+		opts.ReadConcurrency = 8
+	}
+	return &Server{opts: opts, now: time.Now}
+}
+
+// Version answers the driver's health check.
+func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
+	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: RuntimeName, RuntimeVersion: s.opts.Version}, nil
+}
+
+// Mount returns every object of the SecretProviderClass as a file, or an
+// error and no files.
+func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	start := s.now()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.MountTimeout)
+	defer cancel()
+
+	m, resp, err := s.mount(ctx, req)
+	attrs := []slog.Attr{
+		slog.String("code", code(err).String()),
+		slog.Duration("duration", s.now().Sub(start)),
+	}
+	if m != nil {
+		attrs = append(attrs,
+			slog.String("namespace", m.Pod.Namespace),
+			slog.String("pod", m.Pod.Name),
+			slog.String("secretProviderClass", m.SecretProviderClass),
+			slog.Int("objects", len(m.Objects)))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+		s.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "mount failed", attrs...)
+		return nil, toStatus(err)
+	}
+	s.opts.Logger.LogAttrs(ctx, slog.LevelInfo, "mount", attrs...)
+	return resp, nil
+}
