@@ -42,7 +42,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	}
 	base, err := s.opts.Clients.Client(m.VaultAddress, m.VaultNamespace, m.TLS)
 	if err != nil {
-		return m, nil, &config.Error{Param: "vaultAddress", Reason: err.Error()}
+		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
 	}
 	sess := &session{
 		logins: s.opts.Logins,

@@ -63,7 +63,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
-	fs.StringVar(&d.AuthMountPath, "vault-mount", "kubernetes", "default Vault auth mount path")
+	fs.StringVar(&d.AuthMountPath, "vault-mount", "", "default Vault auth mount path (default: kubernetes, or jwt for vaultAuthType jwt)")
 	fs.StringVar(&d.VaultNamespace, "vault-namespace", "", "default Vault Enterprise namespace (default: $VAULT_NAMESPACE)")
 	fs.StringVar(&d.TLS.CACert, "vault-tls-ca-cert", "", "PEM CA certificate file for Vault (default: $VAULT_CACERT)")
 	fs.StringVar(&d.TLS.CADirectory, "vault-tls-ca-directory", "", "directory of PEM CA certificates for Vault (default: $VAULT_CAPATH)")

@@ -384,6 +384,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "numeric field name", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  1: x\n"}, param: "objects[0]", msg: []string{`unknown field "1"`, "line 3"}},
 		{name: "non-string field name", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  ? [a]\n  : x\n"}, param: "objects[0]", msg: []string{"field name that is not a string"}},
 		{name: "merge key not a mapping", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  <<: x\n"}, param: "objects[0]", msg: []string{"merge key"}},
+		{name: "merge bomb", edit: map[string]string{"objects": mergeBomb(7)}, param: "objects[0]", msg: []string{"merges more than 64 mappings"}},
+		{name: "merge of itself", edit: map[string]string{"objects": "- &x {objectName: a, secretPath: b, <<: *x}\n"}, param: "objects[0]", msg: []string{"merges more than"}},
 		{name: "merged unknown field", edit: map[string]string{"objects": "- &x {objectName: b, secretPath: c, path: d}\n- <<: *x\n  objectName: e\n"}, param: "objects[0]", msg: []string{`unknown field "path"`}},
 		{name: "field set twice", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  secretPath: d\n"}, param: "objects[0].secretPath", msg: []string{"set twice"}},
 		{name: "objectName missing", edit: map[string]string{"objects": obj("- secretPath: c\n")}, param: "objects[1].objectName", msg: []string{"is required"}},
@@ -714,6 +716,38 @@ func TestSecretArgs(t *testing.T) {
 	}
 }
 
+// mergeBomb is a few hundred bytes whose merge keys (<<), followed through
+// aliases, name 10^levels mappings.
+func mergeBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("- secretArgs:\n    k0: &a0 {objectName: x}\n")
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "    k%d: &a%d {<<: [*a%d%s]}\n", i, i, i-1, strings.Repeat(fmt.Sprintf(", *a%d", i-1), 9))
+	}
+	fmt.Fprintf(&b, "  <<: *a%d\n  secretPath: y\n", levels)
+	return b.String()
+}
+
+func TestMergeKeys(t *testing.T) {
+	got := objectsOf(t, `
+- &db {objectName: db-user, secretPath: database/creds/app, secretKey: username}
+- <<: *db
+  objectName: db-password
+  secretKey: password
+- <<: [{secretKey: first, method: put}, {secretKey: second, encoding: hex}]
+  objectName: c
+  secretPath: kv/c
+`)
+	want := []Object{
+		{Name: "db-user", Path: "database/creds/app", Key: "username", Method: "GET", Mode: 0o644, Encoding: EncodingUTF8},
+		{Name: "db-password", Path: "database/creds/app", Key: "password", Method: "GET", Mode: 0o644, Encoding: EncodingUTF8},
+		{Name: "c", Path: "kv/c", Key: "first", Method: "PUT", Mode: 0o644, Encoding: EncodingHex},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 func TestRequestKey(t *testing.T) {
 	base := Object{
 		Name: "a", Path: "database/creds/app", Method: "GET",
@@ -869,6 +903,13 @@ func TestErrorsDoNotLeak(t *testing.T) {
 			}
 		})
 	}
+	t.Run("key twice that reads like a line number", func(t *testing.T) {
+		_, err := parseEdited(t, map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {line 7321: 1, line 7321: 2}\n"}, Defaults{})
+		wantError(t, err, "objects[0].secretArgs", "(line 3 of objects)")
+		if err != nil && strings.Contains(err.Error(), "7321") {
+			t.Errorf("error leaks the key: %v", err)
+		}
+	})
 	t.Run("invalid attributes", func(t *testing.T) {
 		_, err := Parse(`{"csi.storage.k8s.io/serviceAccount.tokens": "`+secret+`", "roleName": `, testTarget, testPerm, Defaults{})
 		wantError(t, err, "attributes")
@@ -921,6 +962,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("- objectName: a\\b\n  secretPath: a\n- objectName: a\n  secretPath: b\n", "null", "420", "")
 	f.Add("- &x {objectName: a, secretPath: b}\n- *x\n", `{"a":{"token":""}}`, "420", "")
 	f.Add("- {objectName: a, secretPath: b, <<: {secretKey: c}}\n", "", "420", "")
+	f.Add(mergeBomb(3), "", "420", "")
 	f.Fuzz(func(t *testing.T, objects, tokens, permission, format string) {
 		attrs := baseAttrs()
 		attrs["objects"] = objects

@@ -69,8 +69,10 @@ func (o Object) RequestKey() string {
 // objectFields are the keys of an objects entry: the peer's, plus objectFormat.
 var objectFields = []string{"objectName", "secretPath", "secretKey", "method", "secretArgs", "filePermission", "encoding", "objectFormat"}
 
-// maxMergeDepth bounds how deep merge keys (<<) are followed.
-const maxMergeDepth = 8
+// maxMerges bounds the mappings merge keys (<<) may pull into one entry:
+// through aliases, a few hundred bytes of merges can otherwise fan out to
+// millions of visits.
+const maxMerges = 64
 
 // The objects list is walked as YAML nodes rather than decoded into a struct:
 // a scalar node keeps its source text, so an unquoted filePermission: 0644
@@ -144,13 +146,15 @@ func parseObject(i int, n *yaml.Node, format Format, mode os.FileMode) (Object, 
 			return Object{}, &Error{Param: param(""), Reason: "must be a mapping such as {objectName: db-password, secretPath: secret/data/db, secretKey: password}" + atLine(n)}
 		}
 		var p *problem
-		if fields, p = entryFields(n, 0); p != nil {
+		budget := maxMerges
+		if fields, p = entryFields(n, &budget); p != nil {
 			return Object{}, &Error{Param: param(p.field), Reason: p.reason}
 		}
 	}
 	text := map[string]string{}
-	for name, v := range fields {
-		if name == "secretArgs" {
+	for _, name := range objectFields { // in order, so the same input always gets the same error
+		v := fields[name]
+		if v == nil || name == "secretArgs" {
 			continue
 		}
 		switch v = resolve(v); {
@@ -237,7 +241,7 @@ type problem struct{ field, reason string }
 // entryFields maps an entry's field names to their values, following merge
 // keys (<<) the way YAML decoding would: fields set in the entry win over
 // merged ones, and earlier merged mappings win over later ones.
-func entryFields(m *yaml.Node, depth int) (map[string]*yaml.Node, *problem) {
+func entryFields(m *yaml.Node, budget *int) (map[string]*yaml.Node, *problem) {
 	fields := make(map[string]*yaml.Node, len(m.Content)/2)
 	var merges []*yaml.Node
 	for j := 0; j+1 < len(m.Content); j += 2 {
@@ -262,10 +266,13 @@ func entryFields(m *yaml.Node, depth int) (map[string]*yaml.Node, *problem) {
 		}
 		for _, src := range sources {
 			src = resolve(src)
-			if src.Kind != yaml.MappingNode || depth >= maxMergeDepth {
+			if src.Kind != yaml.MappingNode {
 				return nil, &problem{"", "has a merge key (<<) that does not refer to a mapping" + atLine(src)}
 			}
-			merged, p := entryFields(src, depth+1)
+			if *budget--; *budget < 0 {
+				return nil, &problem{"", fmt.Sprintf("merges more than %d mappings with merge keys (<<)", maxMerges) + atLine(src)}
+			}
+			merged, p := entryFields(src, budget)
 			if p != nil {
 				return nil, p
 			}
@@ -347,7 +354,7 @@ func jsonable(v any) (any, string) {
 				return nil, "must have plain scalar keys (a null cannot be a JSON key)"
 			}
 			if _, dup := out[ks]; dup {
-				return nil, "has two keys that are the same once written as JSON strings (such as 1 and \"1\")"
+				return nil, "has two keys that are the same once written as JSON strings (such as 1 and 1.0)"
 			}
 			ev, reason := jsonable(e)
 			if reason != "" {
@@ -370,7 +377,10 @@ func jsonable(v any) (any, string) {
 	}
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+// yamlLine finds where yaml.v3 puts the line: "yaml: line 3: ..." or, in
+// its lists of unmarshal errors, "  line 3: ...". Anchored, so a key that
+// reads "line 7" inside the message is not taken for it.
+var yamlLine = regexp.MustCompile(`(?m)^(?:yaml: )?\s*line (\d+):`)
 
 // describeYAML explains a YAML error without its text, which can quote the
 // input: values it cannot decode, keys it finds twice, anchor names. at

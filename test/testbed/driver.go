@@ -77,11 +77,14 @@ type Driver struct {
 	// Dir holds the socket, the pod volumes and the log.
 	Dir string
 
-	kube   *Kube
-	ownDir bool
-	proc   *process
-	conn   *grpc.ClientConn
-	node   csi.NodeClient
+	kube     *Kube
+	ownDir   bool
+	bin      string
+	env      []string
+	rotation time.Duration
+	proc     *process
+	conn     *grpc.ClientConn
+	node     csi.NodeClient
 
 	mu      sync.Mutex
 	volumes map[string]*Volume // by target path
@@ -153,10 +156,20 @@ func NewDriver(ctx context.Context, kube *Kube, opts DriverOptions) (_ *Driver, 
 		return nil, err
 	}
 
+	d.bin, d.env = bin, childEnv("KUBECONFIG="+kubeconfig)
+	d.rotation = opts.RotationPollInterval
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// start runs the driver binary and waits for its CSI socket.
+func (d *Driver) start(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.MetricsAddr = hostPort(port)
 		args := []string{
@@ -167,22 +180,35 @@ func NewDriver(ctx context.Context, kube *Kube, opts DriverOptions) (_ *Driver, 
 			"--metrics-addr=" + d.MetricsAddr,
 			"--v=2",
 		}
-		if opts.RotationPollInterval > 0 {
-			args = append(args, "--enable-secret-rotation=true", "--rotation-poll-interval="+opts.RotationPollInterval.String())
+		if d.rotation > 0 {
+			args = append(args, "--enable-secret-rotation=true", "--rotation-poll-interval="+d.rotation.String())
 		}
 		_ = os.Remove(d.Endpoint)
-		p, err := startProcess(dir, "secrets-store-csi-driver", childEnv("KUBECONFIG="+kubeconfig), bin, args...)
+		p, err := startProcess(d.Dir, "secrets-store-csi-driver", d.env, d.bin, args...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.proc = p
 		if err = d.waitReady(ctx); err == nil {
-			return d, nil
+			return nil
 		}
 		if attempt == 2 || !p.exited() || !strings.Contains(p.logs(), "address already in use") {
-			return nil, err
+			return err
 		}
 	}
+}
+
+// Restart stops the driver process and starts it again, keeping published
+// volumes mounted (as a driver pod restart does). The driver keeps its
+// connection to a provider socket: after replacing a provider's socket,
+// restart the driver or its calls hang ~30 s with DeadlineExceeded.
+// MetricsAddr changes; the log file is appended to.
+func (d *Driver) Restart(ctx context.Context) error {
+	running := d.proc != nil && !d.proc.exited()
+	if err := d.proc.stop(); err != nil && running {
+		return err
+	}
+	return d.start(ctx)
 }
 
 // install applies the CRDs, the CSIDriver with tokenRequests, and the
