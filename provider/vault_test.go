@@ -477,3 +477,42 @@ func TestNothingLeaks(t *testing.T) {
 		t.Error("no mount line was logged: the check above saw nothing")
 	}
 }
+
+// The JWT auth method takes the same pod token, verified by Vault against
+// the apiserver's service-account signing key.
+func TestMountJWTAuth(t *testing.T) {
+	kube, v := realBed(t)
+	ctx := t.Context()
+	if err := v.ConfigureJWTAuth(ctx, kube, "jwt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Client.Logical().WriteWithContext(ctx, "auth/jwt/role/reader", map[string]any{
+		"role_type":       "jwt",
+		"bound_audiences": []string{"vault"},
+		"user_claim":      "sub",
+		"bound_subject":   "system:serviceaccount:" + readerNS + ":" + readerSA,
+		"token_policies":  []string{"reader"},
+		"token_ttl":       "1h",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Client.Logical().WriteWithContext(ctx, "kv1/jwt", map[string]any{"user": "via-jwt"}); err != nil {
+		t.Fatal(err)
+	}
+	s := serve(t, provider.Options{})
+	p, tok := podToken(t, kube, readerNS, readerSA, "jwt-pod")
+	before := auditCount(t, "auth/jwt/login")
+	resp, err := s.client.Mount(ctx, request(t, p, map[string]string{
+		"roleName": readerRole, "vaultAddress": v.Addr, "vaultAuthType": "jwt",
+		"objects": "- {objectName: u, secretPath: kv1/jwt, secretKey: user}",
+	}, "vault", tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files(resp)["u"] != "via-jwt" {
+		t.Errorf("files = %v", files(resp))
+	}
+	if n := auditCount(t, "auth/jwt/login") - before; n != 1 {
+		t.Errorf("%d logins at auth/jwt, want 1", n)
+	}
+}
