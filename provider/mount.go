@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -48,7 +49,9 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 		logins: s.opts.Logins,
 		key:    key,
 		login: func(ctx context.Context) (vault.Login, error) {
-			return vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt)
+			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt)
+			s.opts.Metrics.VaultRequest("login", err)
+			return lg, err
 		},
 	}
 	responses, err := s.readAll(ctx, base, sess, m.Objects)
@@ -117,6 +120,7 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, lg vault.Login
 	for i, o := range objects {
 		g.Go(func() error {
 			r, err := vault.Do(gctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args})
+			s.opts.Metrics.VaultRequest(operation(o.Method), err)
 			switch {
 			case vault.Denied(err):
 				denials[i] = fmt.Errorf("object %q: %w", o.Name, err)
@@ -141,6 +145,14 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, lg vault.Login
 		out[o.RequestKey()] = results[i]
 	}
 	return denied, deniedErr, nil
+}
+
+// operation is the metrics label of a request method.
+func operation(method string) string {
+	if method == http.MethodGet || method == "" {
+		return "read"
+	}
+	return "write"
 }
 
 // content is the file for o from its response.

@@ -10,6 +10,7 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/auth"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/metrics"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
@@ -33,6 +34,8 @@ type Options struct {
 	// the fallback.
 	Tokens *auth.TokenRequester
 	Logger *slog.Logger
+	// Metrics may be nil: nothing is recorded.
+	Metrics *metrics.Metrics
 	// Version is the build's version, reported by Version.
 	Version string
 	// MountTimeout bounds a whole Mount, well inside kubelet's deadline.
@@ -71,10 +74,12 @@ func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.V
 // error and no files.
 func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
 	start := s.now()
+	done := s.opts.Metrics.MountStarted()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.MountTimeout)
 	defer cancel()
 
 	m, resp, err := s.mount(ctx, req)
+	done(code(err).String())
 	attrs := []slog.Attr{
 		slog.String("code", code(err).String()),
 		slog.Duration("duration", s.now().Sub(start)),

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"regexp"
@@ -31,7 +32,8 @@ var providerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,30}$`)
 type flags struct {
 	endpoint, providerDir, providerName string
 	logLevel, logFormat                 string
-	healthAddr                          string
+	healthAddr, metricsAddr, pprofAddr  string
+	readyRequiresVault                  bool
 	hmacSecretName, hmacSecretNamespace string
 	kubeconfig                          string
 	cacheSize                           int
@@ -53,6 +55,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
 	fs.BoolVar(&f.printVersion, "version", false, "print the version and exit")
 	fs.StringVar(&f.healthAddr, "health-addr", ":8080", "address of the health endpoints /health/ready and /healthz (empty: off)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address of the Prometheus /metrics endpoint (empty: off)")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address of the Go profiler /debug/pprof/ (empty: off)")
+	fs.BoolVar(&f.readyRequiresVault, "ready-requires-vault", false, "/health/ready also requires Vault's sys/health at -vault-addr to answer")
 	fs.StringVar(&f.hmacSecretName, "hmac-secret-name", "vault-csi-provider-hmac-key", "Kubernetes Secret holding the HMAC key for object versions")
 	fs.StringVar(&f.hmacSecretNamespace, "hmac-secret-namespace", "", "namespace of the HMAC Secret (default: $POD_NAMESPACE, else the provider's own namespace)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for running outside a cluster (default: $KUBECONFIG, else in-cluster)")
@@ -121,6 +126,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	if f.endpoint == "" {
 		return nil, errors.New("-endpoint: empty socket path")
 	}
+	if f.pprofAddr != "" && !loopback(f.pprofAddr) {
+		return nil, fmt.Errorf("-pprof-addr %q: must be a loopback address such as 127.0.0.1:6060", f.pprofAddr)
+	}
+	if f.healthAddr != "" && (f.healthAddr == f.metricsAddr || f.healthAddr == f.pprofAddr) || f.metricsAddr != "" && f.metricsAddr == f.pprofAddr {
+		return nil, errors.New("-health-addr, -metrics-addr and -pprof-addr must differ")
+	}
 	if f.cacheSize < 1 {
 		return nil, fmt.Errorf("-cache-size %d: must be at least 1", f.cacheSize)
 	}
@@ -131,6 +142,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 		return nil, errors.New("-mount-timeout must be positive and -shutdown-timeout not negative")
 	}
 	return f, nil
+}
+
+// loopback reports whether addr listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func main() {

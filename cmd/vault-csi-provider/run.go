@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -25,7 +26,9 @@ import (
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
 	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/logging"
+	"github.com/okevault/vault-csi-provider/internal/metrics"
 	"github.com/okevault/vault-csi-provider/internal/objectversion"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 	"github.com/okevault/vault-csi-provider/provider"
@@ -86,6 +89,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
+	if f.metricsAddr != "" {
+		opts.Metrics = metrics.New(version, opts.Logins)
+	}
+
 	lis, err := listen(f.endpoint)
 	if err != nil {
 		return err
@@ -96,17 +103,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	v1alpha1.RegisterCSIDriverProviderServer(srv, provider.New(opts))
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(srv, grpcHealth)
-	var ready atomic.Bool
+	var serving atomic.Bool
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		ready.Store(true)
+		serving.Store(true)
 		logger.Info("serving", "endpoint", f.endpoint, "version", version)
 		return srv.Serve(lis)
 	})
 	g.Go(func() error {
 		<-ctx.Done()
-		ready.Store(false)
+		serving.Store(false)
 		grpcHealth.Shutdown()
 		logger.Info("shutting down", "drain", f.shutdownTimeout.String())
 		stopped := make(chan struct{})
@@ -119,20 +126,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return nil
 	})
-	if f.healthAddr != "" {
-		hs := &http.Server{Addr: f.healthAddr, Handler: healthMux(&ready), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("health server: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			return hs.Shutdown(sctx)
-		})
+	ready := func(ctx context.Context) error {
+		if !serving.Load() {
+			return errors.New("socket not listening")
+		}
+		if f.readyRequiresVault {
+			return vaultHealth(ctx, opts.Clients, f.defaults)
+		}
+		return nil
+	}
+	servers := map[string]func() http.Handler{
+		f.healthAddr:  func() http.Handler { return healthMux(ready) },
+		f.metricsAddr: func() http.Handler { return metricsMux(opts.Metrics) },
+		f.pprofAddr:   pprofMux,
+	}
+	for addr, handler := range servers {
+		if addr != "" {
+			serveHTTP(ctx, g, addr, handler())
+		}
 	}
 	err = g.Wait()
 	logger.Info("stopped")
@@ -162,13 +173,32 @@ func listen(path string) (net.Listener, error) {
 	return lis, nil
 }
 
-// healthMux serves /health/ready (vault-helm's probe path; ready once the
-// socket listens) and /healthz (liveness: the process answers).
-func healthMux(ready *atomic.Bool) http.Handler {
+// serveHTTP runs an HTTP server on addr in g until ctx ends.
+func serveHTTP(ctx context.Context, g *errgroup.Group, addr string, h http.Handler) {
+	hs := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := hs.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server on %s: %w", addr, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+}
+
+// healthMux serves /health/ready (vault-helm's probe path) and /healthz
+// (liveness: the process answers).
+func healthMux(ready func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
@@ -176,6 +206,45 @@ func healthMux(ready *atomic.Bool) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	return mux
+}
+
+// vaultHealth checks the default Vault answers sys/health as initialised
+// and unsealed (a standby counts: it forwards).
+func vaultHealth(ctx context.Context, clients *vault.Clients, d config.Defaults) error {
+	addr := d.VaultAddress
+	if addr == "" {
+		addr = config.DefaultVaultAddress
+	}
+	c, err := clients.Client(addr, d.VaultNamespace, d.TLS)
+	if err != nil {
+		return err
+	}
+	h, err := c.Sys().HealthWithContext(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("vault %s: unreachable", addr)
+	case !h.Initialized:
+		return fmt.Errorf("vault %s: not initialized", addr)
+	case h.Sealed:
+		return fmt.Errorf("vault %s: sealed", addr)
+	}
+	return nil
+}
+
+func metricsMux(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
+}
+
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -86,7 +86,8 @@ type Token struct {
 }
 
 const (
-	defaultVaultAddress = "https://127.0.0.1:8200"
+	// DefaultVaultAddress is the peer's default Vault address.
+	DefaultVaultAddress = "https://127.0.0.1:8200"
 	defaultAudience     = "vault"
 )
 
@@ -210,7 +211,7 @@ func Parse(attributes, targetPath, permission string, d Defaults) (*Mount, error
 
 // parseVault settles where and how to log in.
 func (m *Mount) parseVault(attrs map[string]string, d Defaults) error {
-	m.VaultAddress = firstSet(attrs[keyAddress], d.VaultAddress, defaultVaultAddress)
+	m.VaultAddress = firstSet(attrs[keyAddress], d.VaultAddress, DefaultVaultAddress)
 	if !validAddress(m.VaultAddress) {
 		// The address is not echoed: it may carry user:password@.
 		return &Error{Param: keyAddress, Reason: `must be an http(s) URL with a host, such as "https://vault.example.com:8200", or a unix socket URL such as "unix:///var/run/vault.sock", without credentials (the provider's -vault-addr or VAULT_ADDR applies when the parameter is unset)`}

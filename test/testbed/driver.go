@@ -26,6 +26,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -144,7 +146,7 @@ func NewDriver(ctx context.Context, kube *Kube, opts DriverOptions) (_ *Driver, 
 	if d.ProvidersDir == "" {
 		d.ProvidersDir = filepath.Join(dir, "providers")
 	}
-	if err := os.MkdirAll(d.ProvidersDir, 0o755); err != nil {
+	if err := os.MkdirAll(d.ProvidersDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create providers dir: %w", err)
 	}
 
@@ -280,7 +282,16 @@ func (d *Driver) install(ctx context.Context, deploy string, opts DriverOptions)
 	if b, err = json.Marshal(obj); err != nil {
 		return fmt.Errorf("csidriver.yaml: %w", err)
 	}
-	return d.kube.Apply(ctx, b)
+	// 1.37 warns that spec.serviceAccountTokenInSecrets is unset; driver
+	// v1.5.4 reads tokens from the volume context only, so leave it unset
+	// and keep the warning out of every test's output.
+	cfg := rest.CopyConfig(d.kube.RESTConfig)
+	cfg.WarningHandler = rest.NoWarnings{}
+	quiet, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	return d.kube.apply(ctx, quiet, b)
 }
 
 // writeKubeconfig writes a kubeconfig for the driver's service account.

@@ -370,6 +370,10 @@ func (k *Kube) tokenRequest(ctx context.Context, namespace, serviceAccount, audi
 // CustomResourceDefinition, Apply waits until it is Established, so later
 // documents may use it.
 func (k *Kube) Apply(ctx context.Context, yamlDocs []byte) error {
+	return k.apply(ctx, k.Dynamic, yamlDocs)
+}
+
+func (k *Kube) apply(ctx context.Context, dyn dynamic.Interface, yamlDocs []byte) error {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(yamlDocs), 4096)
 	for {
 		var doc map[string]any
@@ -390,27 +394,27 @@ func (k *Kube) Apply(ctx context.Context, yamlDocs []byte) error {
 		if err := u.UnmarshalJSON(data); err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}
-		if err := k.applyOne(ctx, u, data); err != nil {
+		if err := k.applyOne(ctx, dyn, u, data); err != nil {
 			return err
 		}
 	}
 }
 
-func (k *Kube) applyOne(ctx context.Context, u *unstructured.Unstructured, data []byte) error {
+func (k *Kube) applyOne(ctx context.Context, dyn dynamic.Interface, u *unstructured.Unstructured, data []byte) error {
 	gvk := u.GroupVersionKind()
 	what := fmt.Sprintf("%s %s", gvk.Kind, u.GetName())
 	mapping, err := k.restMapping(ctx, gvk)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", what, err)
 	}
-	var ri dynamic.ResourceInterface = k.Dynamic.Resource(mapping.Resource)
+	var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
 	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
 		ns := u.GetNamespace()
 		if ns == "" {
 			ns = metav1.NamespaceDefault
 		}
 		what = fmt.Sprintf("%s %s/%s", gvk.Kind, ns, u.GetName())
-		ri = k.Dynamic.Resource(mapping.Resource).Namespace(ns)
+		ri = dyn.Resource(mapping.Resource).Namespace(ns)
 	}
 	force := true
 	if _, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: &force}); err != nil {

@@ -396,11 +396,11 @@ func (p *fakeProvider) Mount(_ context.Context, req *v1alpha1.MountRequest) (*v1
 
 	return &v1alpha1.MountResponse{
 		ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "greeting", Version: "1"}},
-		Files: []*v1alpha1.File{{
-			Path:     "greeting.txt",
-			Mode:     0o640,
-			Contents: []byte(attrs["greeting"] + " " + attrs["csi.storage.k8s.io/pod.name"]),
-		}},
+		Files: []*v1alpha1.File{
+			{Path: "greeting.txt", Mode: 0o640, Contents: []byte(attrs["greeting"] + " " + attrs["csi.storage.k8s.io/pod.name"])},
+			// A nested path exercises Volume.Files through the driver's ..data symlinks.
+			{Path: "nested/dir/note.txt", Mode: 0o600, Contents: []byte("nested")},
+		},
 	}, nil
 }
 
@@ -466,15 +466,17 @@ func TestDriverMountsFakeProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string][]byte{"greeting.txt": []byte("hello web-0")}, files); diff != "" {
+	wantFiles := map[string][]byte{"greeting.txt": []byte("hello web-0"), "nested/dir/note.txt": []byte("nested")}
+	if diff := cmp.Diff(wantFiles, files); diff != "" {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
 	modes, err := vol.Modes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := modes["greeting.txt"]; got != fs.FileMode(0o640) {
-		t.Errorf("greeting.txt mode %v, want %v", got, fs.FileMode(0o640))
+	wantModes := map[string]fs.FileMode{"greeting.txt": 0o640, "nested/dir/note.txt": 0o600}
+	if diff := cmp.Diff(wantModes, modes); diff != "" {
+		t.Errorf("modes (-want +got):\n%s", diff)
 	}
 
 	fake.mu.Lock()
@@ -507,6 +509,14 @@ func TestDriverMountsFakeProvider(t *testing.T) {
 		t.Errorf("pod status mounted=%t targetPath=%q, want true %q", mounted, target, vol.TargetPath)
 	}
 
+	// A restarted driver (as after a driver pod restart) leaves the mount
+	// alone and can still unpublish it.
+	if err := driver.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fstype, _ := testbed.MountType(vol.TargetPath); fstype != "tmpfs" {
+		t.Errorf("after driver restart: mount type %q, want tmpfs", fstype)
+	}
 	if err := vol.Unpublish(ctx); err != nil {
 		t.Fatal(err)
 	}
