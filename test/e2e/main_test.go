@@ -9,11 +9,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
@@ -27,6 +30,8 @@ var bed struct {
 	vault    *testbed.Vault
 	driver   *testbed.Driver
 	provider *testbed.Provider
+	// audit is Vault's file audit log; metricsAddr the provider's /metrics.
+	audit, metricsAddr string
 }
 
 func TestMain(m *testing.M) {
@@ -105,12 +110,78 @@ func startBed() (err error) {
 	}); err != nil {
 		return err
 	}
+	if err = configureVault(ctx); err != nil {
+		return err
+	}
+	if bed.metricsAddr, err = freeAddr(); err != nil {
+		return err
+	}
 	bed.provider, err = testbed.NewProvider(ctx, testbed.ProviderOptions{
 		ProvidersDir: providers,
 		Kube:         bed.kube,
-		Args:         []string{"-vault-addr=" + bed.vault.Addr},
+		Args:         []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr},
 	})
 	return err
+}
+
+// The e2e identity: service account e2e/e2e, with a role at the Kubernetes
+// auth mount (audience vault), one with audience custom, and one at a JWT
+// auth mount; its policy reads secret/data/e2e/* and issues certificates.
+const (
+	e2eNS, e2eSA = "e2e", "e2e"
+	e2ePolicy    = `
+path "secret/data/e2e/*" { capabilities = ["read"] }
+path "pki/issue/web" { capabilities = ["update"] }
+`
+)
+
+func configureVault(ctx context.Context) error {
+	v := bed.vault.Client
+	bed.audit = filepath.Join(bed.dir, "vault-audit.log")
+	role := func(path string, body map[string]any) func() error {
+		return func() error { _, err := v.Logical().WriteWithContext(ctx, path, body); return err }
+	}
+	k8sRole := func(audience string) map[string]any {
+		return map[string]any{
+			"bound_service_account_names": []string{e2eSA}, "bound_service_account_namespaces": []string{e2eNS},
+			"audience": audience, "token_policies": []string{"e2e"}, "token_ttl": "1h",
+		}
+	}
+	for _, step := range []func() error{
+		func() error {
+			return v.Sys().EnableAuditWithOptionsWithContext(ctx, "file", &vaultapi.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": bed.audit}})
+		},
+		func() error { return bed.kube.CreateServiceAccount(ctx, e2eNS, e2eSA) },
+		func() error { return v.Sys().PutPolicyWithContext(ctx, "e2e", e2ePolicy) },
+		role("auth/kubernetes/role/e2e", k8sRole("vault")),
+		role("auth/kubernetes/role/e2e-custom", k8sRole("custom")),
+		func() error { return bed.vault.ConfigureJWTAuth(ctx, bed.kube, "jwt") },
+		role("auth/jwt/role/e2e", map[string]any{
+			"role_type": "jwt", "bound_audiences": []string{"vault"}, "user_claim": "sub",
+			"bound_subject": "system:serviceaccount:" + e2eNS + ":" + e2eSA, "token_policies": []string{"e2e"}, "token_ttl": "1h",
+		}),
+		func() error { return v.Sys().MountWithContext(ctx, "pki", &vaultapi.MountInput{Type: "pki"}) },
+		role("pki/root/generate/internal", map[string]any{"common_name": "e2e-ca", "ttl": "24h"}),
+		role("pki/roles/web", map[string]any{"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "1h"}),
+		func() error {
+			_, err := v.KVv2("secret").Put(ctx, "e2e/app", map[string]any{"username": "e2e-user", "password": "e2e-pass"})
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // rotationPoll is the driver's --rotation-poll-interval in these tests.
