@@ -1,12 +1,9 @@
 package provider_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +27,6 @@ var bed struct {
 	err   error
 	kube  *testbed.Kube
 	vault *testbed.Vault
-	audit string // Vault's file audit log
 }
 
 const (
@@ -66,11 +62,8 @@ func startBed() (err error) {
 		return err
 	}
 	v := bed.vault.Client
-	bed.audit = filepath.Join(bed.vault.Dir, "audit.log")
 	steps := []func() error{
-		func() error {
-			return v.Sys().EnableAuditWithOptionsWithContext(ctx, "file", &vaultapi.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": bed.audit}})
-		},
+		func() error { return bed.vault.EnableAudit(ctx) },
 		func() error {
 			return v.Sys().MountWithContext(ctx, "kv1", &vaultapi.MountInput{Type: "kv", Options: map[string]string{"version": "1"}})
 		},
@@ -129,26 +122,8 @@ func podToken(t *testing.T, kube *testbed.Kube, ns, sa, name string) (pod, strin
 // auditCount counts requests to path in Vault's audit log.
 func auditCount(t *testing.T, path string) int {
 	t.Helper()
-	f, err := os.Open(bed.audit)
+	n, err := bed.vault.AuditCount(path)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var e struct {
-			Type    string `json:"type"`
-			Request struct {
-				Path string `json:"path"`
-			} `json:"request"`
-		}
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "request" && e.Request.Path == path {
-			n++
-		}
-	}
-	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -30,8 +30,8 @@ var bed struct {
 	vault    *testbed.Vault
 	driver   *testbed.Driver
 	provider *testbed.Provider
-	// audit is Vault's file audit log; metricsAddr the provider's /metrics.
-	audit, metricsAddr string
+	// metricsAddr serves the provider's /metrics.
+	metricsAddr string
 }
 
 func TestMain(m *testing.M) {
@@ -137,7 +137,6 @@ path "pki/issue/web" { capabilities = ["update"] }
 
 func configureVault(ctx context.Context) error {
 	v := bed.vault.Client
-	bed.audit = filepath.Join(bed.dir, "vault-audit.log")
 	role := func(path string, body map[string]any) func() error {
 		return func() error { _, err := v.Logical().WriteWithContext(ctx, path, body); return err }
 	}
@@ -148,9 +147,7 @@ func configureVault(ctx context.Context) error {
 		}
 	}
 	for _, step := range []func() error{
-		func() error {
-			return v.Sys().EnableAuditWithOptionsWithContext(ctx, "file", &vaultapi.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": bed.audit}})
-		},
+		func() error { return bed.vault.EnableAudit(ctx) },
 		func() error { return bed.kube.CreateServiceAccount(ctx, e2eNS, e2eSA) },
 		func() error { return v.Sys().PutPolicyWithContext(ctx, "e2e", e2ePolicy) },
 		role("auth/kubernetes/role/e2e", k8sRole("vault")),

@@ -37,9 +37,10 @@ type Vault struct {
 	// Dir holds HOME and the log.
 	Dir string
 
-	ownDir   bool
-	proc     *process
-	scenario *Scenario
+	ownDir    bool
+	proc      *process
+	scenario  *Scenario
+	auditPath string // set by EnableAudit
 }
 
 // StartVault starts a Vault dev server for the test and stops it at cleanup,

@@ -1,0 +1,54 @@
+package testbed
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+// EnableAudit turns on Vault's file audit device, so tests can count the
+// requests Vault really served (logins, reads, issues) with AuditCount.
+func (v *Vault) EnableAudit(ctx context.Context) error {
+	path := filepath.Join(v.Dir, "audit.log")
+	err := v.Client.Sys().EnableAuditWithOptionsWithContext(ctx, "file", &vaultapi.EnableAuditOptions{
+		Type: "file", Options: map[string]string{"file_path": path},
+	})
+	if err != nil {
+		return fmt.Errorf("enable audit: %w", err)
+	}
+	v.auditPath = path
+	return nil
+}
+
+// AuditCount is the number of requests to path (e.g. "auth/kubernetes/login")
+// in the audit log since EnableAudit.
+func (v *Vault) AuditCount(path string) (int, error) {
+	if v.auditPath == "" {
+		return 0, fmt.Errorf("audit: EnableAudit was not called")
+	}
+	f, err := os.Open(v.auditPath)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var e struct {
+			Type    string `json:"type"`
+			Request struct {
+				Path string `json:"path"`
+			} `json:"request"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "request" && e.Request.Path == path {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
