@@ -1,9 +1,9 @@
 package chart_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
 
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
@@ -96,24 +97,46 @@ func mustRender(t testing.TB, namespace string, vals map[string]any) *release.Re
 // objects are the Kubernetes objects of a manifest, in order.
 type objects []*unstructured.Unstructured
 
-// decodeObjects splits multi-document YAML into objects, skipping empty documents.
+// doc is one YAML document of a manifest: the object, and the text as
+// written, which the dry runs send unchanged so that the apiserver sees
+// (and strict validation rejects) duplicate fields.
+type doc struct {
+	obj *unstructured.Unstructured
+	raw []byte
+}
+
+// splitDocs splits multi-document YAML, skipping empty documents.
+func splitDocs(t testing.TB, manifest []byte) []doc {
+	t.Helper()
+	var docs []doc
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifest)))
+	for {
+		raw, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("read manifest: %v", err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("decode manifest document: %v\n%s", err, raw)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		docs = append(docs, doc{obj: &unstructured.Unstructured{Object: m}, raw: raw})
+	}
+}
+
+// decodeObjects returns the objects of multi-document YAML.
 func decodeObjects(t testing.TB, manifest []byte) objects {
 	t.Helper()
 	var objs objects
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
-	for {
-		var doc map[string]any
-		if err := dec.Decode(&doc); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs
-			}
-			t.Fatalf("decode manifest: %v", err)
-		}
-		if len(doc) == 0 {
-			continue
-		}
-		objs = append(objs, &unstructured.Unstructured{Object: doc})
+	for _, d := range splitDocs(t, manifest) {
+		objs = append(objs, d.obj)
 	}
+	return objs
 }
 
 // get returns the object of kind and name, or fails.
@@ -165,7 +188,13 @@ func newDryRunner(kube *testbed.Kube) *dryRunner {
 	}
 }
 
-func (d *dryRunner) apply(ctx context.Context, u *unstructured.Unstructured) error {
+func (d *dryRunner) apply(ctx context.Context, doc doc) error {
+	return d.applyValidated(ctx, doc, metav1.FieldValidationStrict)
+}
+
+// applyValidated is apply with the given field validation (Strict, Warn, Ignore).
+func (d *dryRunner) applyValidated(ctx context.Context, doc doc, validation string) error {
+	u := doc.obj
 	gvk := u.GroupVersionKind()
 	what := gvk.Kind + " " + u.GetName()
 	mapping, err := d.restMapping(ctx, gvk)
@@ -180,14 +209,11 @@ func (d *dryRunner) apply(ctx context.Context, u *unstructured.Unstructured) err
 		}
 		ri = d.dyn.Resource(mapping.Resource).Namespace(ns)
 	}
-	data, err := json.Marshal(u.Object)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
 	force := true
-	_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
+	// An apply patch may be YAML: the document goes as written.
+	_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, doc.raw, metav1.PatchOptions{
 		DryRun:          []string{metav1.DryRunAll},
-		FieldValidation: metav1.FieldValidationStrict,
+		FieldValidation: validation,
 		FieldManager:    fieldManager,
 		Force:           &force,
 	})

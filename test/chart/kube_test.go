@@ -12,6 +12,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/release"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/okevault/vault-csi-provider/test/testbed"
@@ -20,6 +21,9 @@ import (
 // TestAPIServer checks the chart and the examples against a real
 // kube-apiserver (one for all subtests: starting it is the slow part).
 func TestAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real kube-apiserver; skipped under -short")
+	}
 	kube := testbed.StartKube(t)
 	ctx := t.Context()
 	dry := newDryRunner(kube)
@@ -27,15 +31,35 @@ func TestAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Strict validation must be on, or the dry runs below prove little.
-	t.Run("strict validation rejects unknown fields", func(t *testing.T) {
-		objs := decodeObjects(t, []byte(mustRender(t, releaseNamespace, nil).Manifest))
-		ds := objs.get(t, "DaemonSet", releaseName).DeepCopy()
-		c := ds.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	// The dry runs below must catch what a template can get wrong, or they
+	// prove little: a misplaced field, and (strict validation only) a
+	// field written twice, which a YAML decoder would silently merge.
+	t.Run("dry run rejects misplaced and duplicate fields", func(t *testing.T) {
+		var ds doc
+		for _, d := range splitDocs(t, []byte(mustRender(t, releaseNamespace, nil).Manifest)) {
+			if d.obj.GetKind() == "DaemonSet" {
+				ds = d
+			}
+		}
+		misplaced := ds.obj.DeepCopy()
+		c := misplaced.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
 		c["readOnlyRootFilesystem"] = true // belongs in securityContext
-		err := dry.apply(ctx, ds)
-		if err == nil || !strings.Contains(err.Error(), `unknown field "spec.template.spec.containers[0].readOnlyRootFilesystem"`) {
-			t.Fatalf("dry run of a DaemonSet with an unknown field: %v, want a strict-validation error", err)
+		raw, err := misplaced.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = dry.apply(ctx, doc{obj: misplaced, raw: raw})
+		if err == nil || !strings.Contains(err.Error(), "readOnlyRootFilesystem: field not declared in schema") {
+			t.Errorf("dry run of a DaemonSet with a misplaced field: %v, want it rejected", err)
+		}
+
+		dup := doc{obj: ds.obj, raw: []byte(strings.Replace(string(ds.raw), "\nspec:\n", "\nspec:\n  minReadySeconds: 0\n  minReadySeconds: 5\n", 1))}
+		if err := dry.applyValidated(ctx, dup, metav1.FieldValidationIgnore); err != nil {
+			t.Fatalf("dry run of a duplicate field with validation Ignore: %v", err)
+		}
+		err = dry.apply(ctx, dup)
+		if err == nil || !strings.Contains(err.Error(), `key "minReadySeconds" already set`) {
+			t.Errorf("strict dry run of a DaemonSet with a duplicate field: %v, want it rejected", err)
 		}
 	})
 
@@ -44,7 +68,7 @@ func TestAPIServer(t *testing.T) {
 		for _, tc := range renderCases {
 			t.Run(tc.name, func(t *testing.T) {
 				rel := mustRender(t, releaseNamespace, parseValues(t, tc.values))
-				dryRunAll(t, dry, decodeObjects(t, []byte(rel.Manifest)))
+				dryRunAll(t, dry, []byte(rel.Manifest))
 			})
 		}
 	})
@@ -119,9 +143,26 @@ func TestAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := kube.CreateNamespace(ctx, metav1.NamespaceDefault); err != nil {
+		// The seed's service account: the apiserver refuses a Pod (even in a
+		// dry run) whose service account does not exist.
+		if err := kube.CreateServiceAccount(ctx, metav1.NamespaceDefault, "testapp"); err != nil {
 			t.Fatal(err)
 		}
+		// The CRD's schema applies: an unknown field of a class is rejected.
+		t.Run("unknown SecretProviderClass field rejected", func(t *testing.T) {
+			spc := exampleFile{path: moduleDir(t, "examples", "secretproviderclass.yaml"), rel: "secretproviderclass.yaml"}.objects(t)[0]
+			if err := unstructured.SetNestedField(spc.Object, "vault", "spec", "providr"); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := spc.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = dry.apply(ctx, doc{obj: spc, raw: raw})
+			if err == nil || !strings.Contains(err.Error(), "providr") {
+				t.Fatalf("dry run of a SecretProviderClass with an unknown field: %v, want it rejected", err)
+			}
+		})
 		for _, ex := range exampleFiles(t) {
 			t.Run(ex.rel, func(t *testing.T) {
 				switch {
@@ -131,30 +172,36 @@ func TestAPIServer(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					dryRunAll(t, dry, decodeObjects(t, []byte(mustRender(t, releaseNamespace, vals).Manifest)))
+					dryRunAll(t, dry, []byte(mustRender(t, releaseNamespace, vals).Manifest))
 				case ex.values:
 					t.Skipf("values for another chart: checked in TestExamples")
 				default:
-					dryRunAll(t, dry, ex.objects(t))
+					ex.objects(t) // every document is an object
+					b, err := os.ReadFile(ex.path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					dryRunAll(t, dry, b)
 				}
 			})
 		}
 	})
 }
 
-// dryRunAll dry-runs every object, skipping (and saying so) the kinds the
-// test bed has no CRD for.
-func dryRunAll(t *testing.T, dry *dryRunner, objs objects) {
+// dryRunAll dry-runs every document of manifest, skipping (and saying so)
+// the kinds the test bed has no CRD for.
+func dryRunAll(t *testing.T, dry *dryRunner, manifest []byte) {
 	t.Helper()
-	if len(objs) == 0 {
+	docs := splitDocs(t, manifest)
+	if len(docs) == 0 {
 		t.Fatal("no objects")
 	}
-	for _, u := range objs {
-		if why := skipDryRun(u); why != "" {
-			t.Logf("not dry-run: %s %s: %s", u.GetKind(), u.GetName(), why)
+	for _, d := range docs {
+		if why := skipDryRun(d.obj); why != "" {
+			t.Logf("not dry-run: %s %s: %s", d.obj.GetKind(), d.obj.GetName(), why)
 			continue
 		}
-		if err := dry.apply(t.Context(), u); err != nil {
+		if err := dry.apply(t.Context(), d); err != nil {
 			t.Errorf("server-side dry run: %v", err)
 		}
 	}
