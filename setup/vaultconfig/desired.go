@@ -68,12 +68,15 @@ type Secret struct {
 // Sensitive is a value that must not be printed or logged.
 type Sensitive string
 
-// String, GoString and LogValue redact, so a Sensitive that reaches a log line
-// or an error message shows no value.
-func (Sensitive) String() string         { return "REDACTED" }
-func (Sensitive) GoString() string       { return "REDACTED" }
-func (Sensitive) LogValue() slog.Value   { return slog.StringValue("REDACTED") }
-func (s Sensitive) Reveal() string       { return string(s) }
+// String, GoString, LogValue and MarshalJSON redact, so a Sensitive that
+// reaches a log line, an error message or a dump shows no value.
+func (Sensitive) String() string               { return "REDACTED" }
+func (Sensitive) GoString() string             { return "REDACTED" }
+func (Sensitive) LogValue() slog.Value         { return slog.StringValue("REDACTED") }
+func (Sensitive) MarshalJSON() ([]byte, error) { return []byte(`"REDACTED"`), nil }
+
+// Reveal returns the value, for the one place it is sent to Vault.
+func (s Sensitive) Reveal() string { return string(s) }
 
 // apiPath returns the API path of a secret for reads and writes.
 func (s Secret) apiPath() string {

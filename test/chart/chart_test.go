@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/strvals"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -212,7 +214,7 @@ daemonSet:
 func TestRender(t *testing.T) {
 	for _, tc := range renderCases {
 		t.Run(tc.name, func(t *testing.T) {
-			rel := mustRender(t, releaseNamespace, parseValues(t, tc.values))
+			rel := mustRender(t.Context(), t, releaseNamespace, parseValues(t, tc.values))
 			golden := filepath.Join("testdata", tc.name+".golden.yaml")
 			if *update {
 				if err := os.WriteFile(golden, []byte(rel.Manifest), 0o644); err != nil {
@@ -383,6 +385,7 @@ func TestValuesRejected(t *testing.T) {
 		{"unknown top-level key", "replicas: 2\n", []string{"additional properties 'replicas' not allowed"}},
 		{"misspelt nested key", "vault:\n  adress: https://vault:8200\n", []string{"/vault", "additional properties 'adress' not allowed"}},
 		{"port of the wrong type", "metrics:\n  port: \"9090\"\n", []string{"/metrics/port", "want integer"}},
+		{"metrics on the health port", "metrics:\n  enabled: true\n  port: 8080\n", []string{"/metrics/port", "not"}},
 		{"bool of the wrong type", "tokenRequestFallback: \"yes\"\n", []string{"/tokenRequestFallback", "want boolean"}},
 		{"list of the wrong type", "extraArgs: -cache-size=10\n", []string{"/extraArgs", "want array"}},
 		{"log level out of the enum", "logLevel: verbose\n", []string{"/logLevel", "value must be one of 'trace', 'debug', 'info', 'warn', 'error'"}},
@@ -391,7 +394,7 @@ func TestValuesRejected(t *testing.T) {
 		{"ServiceMonitor without metrics", "metrics:\n  serviceMonitor:\n    enabled: true\n", []string{"metrics.serviceMonitor.enabled needs metrics.enabled"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := render(t, releaseNamespace, parseValues(t, tc.values))
+			_, err := render(t.Context(), t, releaseNamespace, parseValues(t, tc.values))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -404,7 +407,7 @@ func TestValuesRejected(t *testing.T) {
 
 // TestNotes checks that NOTES.txt tells the user the next steps.
 func TestNotes(t *testing.T) {
-	rel := mustRender(t, releaseNamespace, nil)
+	rel := mustRender(t.Context(), t, releaseNamespace, nil)
 	if miss := missingFrom(rel.Info.Notes,
 		"tokenRequests[0].audience=vault",
 		"kind: SecretProviderClass",
@@ -414,7 +417,7 @@ func TestNotes(t *testing.T) {
 	); len(miss) > 0 {
 		t.Errorf("NOTES lack %q:\n%s", miss, rel.Info.Notes)
 	}
-	rel = mustRender(t, releaseNamespace, parseValues(t, "daemonSet:\n  providersDir: /opt/providers\n"))
+	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "daemonSet:\n  providersDir: /opt/providers\n"))
 	if miss := missingFrom(rel.Info.Notes, "--set linux.providersDir=/opt/providers"); len(miss) > 0 {
 		t.Errorf("NOTES for a custom providers dir lack %q:\n%s", miss, rel.Info.Notes)
 	}
@@ -445,6 +448,91 @@ func TestLint(t *testing.T) {
 			}
 			if !strings.Contains(string(out), "0 chart(s) failed") {
 				t.Errorf("helm lint output:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestReadmeCommands renders the chart with the values of every
+// `helm ... charts/vault-csi-provider` command in the chart's README (its
+// --set flags and -f files), so the commands shown keep matching the chart:
+// the schema rejects a value that does not exist.
+func TestReadmeCommands(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(chartDir(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	var cur strings.Builder
+	for line := range strings.SplitSeq(string(readme), "\n") {
+		line = strings.TrimSpace(line)
+		cont := strings.HasSuffix(line, `\`)
+		cur.WriteString(strings.TrimSuffix(line, `\`) + " ")
+		if !cont {
+			if c := strings.TrimSpace(cur.String()); strings.HasPrefix(c, "helm ") && strings.Contains(c, " charts/vault-csi-provider") {
+				cmds = append(cmds, c)
+			}
+			cur.Reset()
+		}
+	}
+	if len(cmds) < 2 {
+		t.Fatalf("found %d helm commands for the chart in its README, want the install examples", len(cmds))
+	}
+	for _, c := range cmds {
+		t.Run(c, func(t *testing.T) {
+			vals := map[string]any{}
+			args := strings.Fields(c)
+			for i := 0; i < len(args); i++ {
+				if i+1 >= len(args) {
+					break
+				}
+				switch args[i] {
+				case "--set":
+					i++
+					if err := strvals.ParseInto(strings.Trim(args[i], `'"`), vals); err != nil {
+						t.Fatalf("--set %s: %v", args[i], err)
+					}
+				case "-f", "--values":
+					i++
+					file, err := chartutil.ReadValuesFile(moduleDir(t, args[i]))
+					if err != nil {
+						t.Fatal(err)
+					}
+					vals = chartutil.CoalesceTables(vals, file)
+				case "--namespace", "-n":
+					i++
+					if args[i] != releaseNamespace {
+						t.Errorf("namespace %s; the README installs into %s", args[i], releaseNamespace)
+					}
+				}
+			}
+			if _, err := render(t.Context(), t, releaseNamespace, vals); err != nil {
+				t.Errorf("the README's command does not render: %v", err)
+			}
+		})
+	}
+}
+
+// TestArgsAcceptedByProvider runs the real provider binary with the
+// arguments each render case gives it, plus -version: the binary parses and
+// validates every flag, then prints its version and exits, so a flag the
+// chart passes that the provider does not know (or rejects) fails here.
+func TestArgsAcceptedByProvider(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the provider; skipped under -short")
+	}
+	bin, err := testbed.BuildProvider(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range renderCases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := decodeObjects(t, []byte(mustRender(t.Context(), t, releaseNamespace, parseValues(t, tc.values)).Manifest))
+			args := slices.Concat(providerContainer(t, objs).Args, []string{"-version"})
+			cmd := exec.CommandContext(t.Context(), bin, args...)
+			cmd.Env = []string{"POD_NAMESPACE=" + releaseNamespace}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("vault-csi-provider %q: %v\n%s", args, err, out)
 			}
 		})
 	}

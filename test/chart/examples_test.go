@@ -156,7 +156,7 @@ func TestExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs := decodeObjects(t, []byte(mustRender(t, releaseNamespace, vals).Manifest))
+		objs := decodeObjects(t, []byte(mustRender(t.Context(), t, releaseNamespace, vals).Manifest))
 		checkInvariants(t, objs)
 		c := providerContainer(t, objs)
 		for _, arg := range []string{"-vault-addr=https://vault.vault.svc:8200", "-vault-tls-ca-cert=/etc/vault-csi-provider/tls/ca.crt"} {

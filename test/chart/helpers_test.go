@@ -68,7 +68,7 @@ func parseValues(t testing.TB, doc string) map[string]any {
 // render runs the chart through helm's install action, client-only and dry
 // run, as `helm template` does; it returns the release or helm's error
 // (schema and template failures included).
-func render(t testing.TB, namespace string, vals map[string]any) (*release.Release, error) {
+func render(ctx context.Context, t testing.TB, namespace string, vals map[string]any) (*release.Release, error) {
 	t.Helper()
 	chrt, err := loader.Load(chartDir(t))
 	if err != nil {
@@ -81,13 +81,13 @@ func render(t testing.TB, namespace string, vals map[string]any) (*release.Relea
 	install.ReleaseName = releaseName
 	install.Namespace = namespace
 	install.KubeVersion = &kubeVersion
-	return install.RunWithContext(t.Context(), chrt, vals)
+	return install.RunWithContext(ctx, chrt, vals)
 }
 
 // mustRender is render for values that must be accepted.
-func mustRender(t testing.TB, namespace string, vals map[string]any) *release.Release {
+func mustRender(ctx context.Context, t testing.TB, namespace string, vals map[string]any) *release.Release {
 	t.Helper()
-	rel, err := render(t, namespace, vals)
+	rel, err := render(ctx, t, namespace, vals)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

@@ -1,6 +1,7 @@
 package chart_test
 
 import (
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,10 +37,13 @@ func TestAPIServer(t *testing.T) {
 	// field written twice, which a YAML decoder would silently merge.
 	t.Run("dry run rejects misplaced and duplicate fields", func(t *testing.T) {
 		var ds doc
-		for _, d := range splitDocs(t, []byte(mustRender(t, releaseNamespace, nil).Manifest)) {
+		for _, d := range splitDocs(t, []byte(mustRender(ctx, t, releaseNamespace, nil).Manifest)) {
 			if d.obj.GetKind() == "DaemonSet" {
 				ds = d
 			}
+		}
+		if ds.obj == nil {
+			t.Fatal("no DaemonSet rendered")
 		}
 		misplaced := ds.obj.DeepCopy()
 		c := misplaced.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
@@ -54,6 +58,9 @@ func TestAPIServer(t *testing.T) {
 		}
 
 		dup := doc{obj: ds.obj, raw: []byte(strings.Replace(string(ds.raw), "\nspec:\n", "\nspec:\n  minReadySeconds: 0\n  minReadySeconds: 5\n", 1))}
+		if string(dup.raw) == string(ds.raw) {
+			t.Fatal("no top-level spec: in the DaemonSet's YAML to add a duplicate field to")
+		}
 		if err := dry.applyValidated(ctx, dup, metav1.FieldValidationIgnore); err != nil {
 			t.Fatalf("dry run of a duplicate field with validation Ignore: %v", err)
 		}
@@ -67,8 +74,8 @@ func TestAPIServer(t *testing.T) {
 	t.Run("chart dry run", func(t *testing.T) {
 		for _, tc := range renderCases {
 			t.Run(tc.name, func(t *testing.T) {
-				rel := mustRender(t, releaseNamespace, parseValues(t, tc.values))
-				dryRunAll(t, dry, []byte(rel.Manifest))
+				rel := mustRender(ctx, t, releaseNamespace, parseValues(t, tc.values))
+				dryRunAll(ctx, t, dry, []byte(rel.Manifest))
 			})
 		}
 	})
@@ -172,16 +179,16 @@ func TestAPIServer(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					dryRunAll(t, dry, []byte(mustRender(t, releaseNamespace, vals).Manifest))
+					dryRunAll(ctx, t, dry, []byte(mustRender(ctx, t, releaseNamespace, vals).Manifest))
 				case ex.values:
-					t.Skipf("values for another chart: checked in TestExamples")
+					t.Skip("values for another chart: checked in TestExamples")
 				default:
 					ex.objects(t) // every document is an object
 					b, err := os.ReadFile(ex.path)
 					if err != nil {
 						t.Fatal(err)
 					}
-					dryRunAll(t, dry, b)
+					dryRunAll(ctx, t, dry, b)
 				}
 			})
 		}
@@ -190,7 +197,7 @@ func TestAPIServer(t *testing.T) {
 
 // dryRunAll dry-runs every document of manifest, skipping (and saying so)
 // the kinds the test bed has no CRD for.
-func dryRunAll(t *testing.T, dry *dryRunner, manifest []byte) {
+func dryRunAll(ctx context.Context, t *testing.T, dry *dryRunner, manifest []byte) {
 	t.Helper()
 	docs := splitDocs(t, manifest)
 	if len(docs) == 0 {
@@ -201,7 +208,7 @@ func dryRunAll(t *testing.T, dry *dryRunner, manifest []byte) {
 			t.Logf("not dry-run: %s %s: %s", d.obj.GetKind(), d.obj.GetName(), why)
 			continue
 		}
-		if err := dry.apply(t.Context(), d); err != nil {
+		if err := dry.apply(ctx, d); err != nil {
 			t.Errorf("server-side dry run: %v", err)
 		}
 	}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/okevault/vault-csi-provider/test/testbed"
+)
+
+const seed = "../../examples/setup/seed.yaml"
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCmd(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, envOf(env), &out, &errOut)
+	return result{code, out.String(), errOut.String()}
+}
+
+// TestUsageErrors needs no real parts.
+func TestUsageErrors(t *testing.T) {
+	secrets := map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p", "VAULT_ADDR": "http://127.0.0.1:1"}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: setup.okevault.io/v1alpha1\nkind: VaultSetup\nmetadata: {name: x}\nspec:\n  configure:\n    polices: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{"no command", nil, nil, "usage:"},
+		{"unknown command", nil, []string{"destroy"}, `unknown command "destroy"`},
+		{"no file", nil, []string{"plan"}, "-f setup.yaml is required"},
+		{"unknown field", nil, []string{"plan", "-f", bad}, `line 6: unknown field "polices"`},
+		{"no token", secrets, []string{"configure", "-f", seed}, "no Vault token: set $VAULT_TOKEN or --vault-token-file"},
+		{"no vault address", map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p"}, []string{"configure", "-f", seed}, "spec.configure.vaultAddress"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCmd(t, tt.env, tt.args...)
+			if r.code != exitError {
+				t.Errorf("exit %d, want %d", r.code, exitError)
+			}
+			if !strings.Contains(r.stderr, tt.wantErr) {
+				t.Errorf("stderr %q lacks %q", r.stderr, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestExitCodes runs the command in-process against the test bed: plan
+// exits 2 while changes are pending, apply 0, plan 0 once converged, verify 0;
+// an unreachable Vault is 1. The root token never reaches the output.
+func TestExitCodes(t *testing.T) {
+	kube := testbed.StartKube(t)
+	vault := testbed.StartVault(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+
+	// Vault runs outside the cluster: it reviews tokens as a service account
+	// bound to system:auth-delegator, with a token we give it.
+	if err := kube.CreateServiceAccount(ctx, "kube-system", "vault-tokenreview"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := kube.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault-tokenreview"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "vault-tokenreview", Namespace: "kube-system"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt, err := kube.Token(ctx, "kube-system", "vault-tokenreview", "", nil, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.CreateServiceAccount(ctx, "default", "default"); err != nil { // verify's outsider
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"reviewer.jwt": []byte(jwt), "kube-ca.pem": kube.CAPEM}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chart, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/bank-vaults/vault-operator").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VAULT_TOKEN": vault.RootToken, "TESTAPP_USERNAME": "testapp", "TESTAPP_PASSWORD": "pw-1234"}
+	flags := []string{"-f", seed,
+		"--kubeconfig", kube.KubeconfigPath,
+		"--vault-addr", vault.Addr,
+		"--kubernetes-host", kube.Host,
+		"--kubernetes-ca-file", filepath.Join(dir, "kube-ca.pem"),
+		"--reviewer-jwt-file", filepath.Join(dir, "reviewer.jwt"),
+		"--operator-chart", filepath.Join(strings.TrimSpace(string(chart)), "deploy", "charts", "vault-operator"),
+		"--wait", "10s",
+	}
+	steps := []struct {
+		cmd      string
+		extra    []string
+		want     int
+		contains string
+	}{
+		{"plan", nil, exitPending, "Plan: "},
+		{"apply", []string{"--dry-run"}, exitPending, "Plan: "},
+		{"apply", nil, exitOK, "Applied: "},
+		{"plan", nil, exitOK, "No changes"},
+		{"apply", nil, exitOK, "No changes"},
+		{"verify", nil, exitOK, "0 failed"},
+	}
+	for _, s := range steps {
+		r := runCmd(t, env, append(append([]string{s.cmd}, flags...), s.extra...)...)
+		if r.code != s.want || !strings.Contains(r.stdout, s.contains) {
+			t.Fatalf("%s %v: exit %d (want %d), stdout lacks %q?\nstdout:\n%s\nstderr:\n%s", s.cmd, s.extra, r.code, s.want, s.contains, r.stdout, r.stderr)
+		}
+		for _, secret := range []string{vault.RootToken + "\n", "pw-1234", jwt} {
+			if strings.Contains(r.stdout+r.stderr, secret) {
+				t.Fatalf("%s printed a secret", s.cmd)
+			}
+		}
+	}
+
+	// Unreachable Vault: exit 1, the step named.
+	r := runCmd(t, env, append([]string{"configure"}, append(flags, "--vault-addr", "http://127.0.0.1:1", "--timeout", "2s")...)...)
+	if r.code != exitError || !strings.Contains(r.stderr, "configure: plan against Vault at http://127.0.0.1:1") {
+		t.Fatalf("unreachable Vault: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,148 @@
+package setup
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// seedEnv supplies the seed example's initial secret values.
+func seedEnv(k string) string {
+	return map[string]string{"TESTAPP_USERNAME": "testapp", "TESTAPP_PASSWORD": "s3cr3t-value"}[k]
+}
+
+func seedFile(t *testing.T) *File {
+	t.Helper()
+	f, err := Load(filepath.Join("..", "examples", "setup", "seed.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestLoadExamples(t *testing.T) {
+	for _, name := range []string{"seed.yaml", "oke-raft-kms.yaml"} {
+		t.Run(name, func(t *testing.T) {
+			f, err := Load(filepath.Join("..", "examples", "setup", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := func(k string) string {
+				if v := seedEnv(k); v != "" {
+					return v
+				}
+				return "x"
+			}
+			if _, err := Prepare(f, Overrides{VaultAddr: "https://127.0.0.1:8200"}, env); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestBadFiles: each mistake is reported with the field (or line) it is in.
+func TestBadFiles(t *testing.T) {
+	seed, err := os.ReadFile(filepath.Join("..", "examples", "setup", "seed.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		edit    func(string) string
+		env     Env
+		wantErr []string
+	}{
+		{
+			name: "unknown field",
+			edit: func(s string) string {
+				return strings.Replace(s, "            audience: vault", "            audiences: vault", 1)
+			},
+			wantErr: []string{"line 69", `unknown field "audiences"`},
+		},
+		{
+			name: "wildcard service account",
+			edit: func(s string) string {
+				return strings.Replace(s, "serviceAccounts: [testapp]", `serviceAccounts: ["*"]`, 1)
+			},
+			wantErr: []string{"spec.configure.auth[0].roles[0].serviceAccounts", "wildcards are refused"},
+		},
+		{
+			name:    "wildcard namespace",
+			edit:    func(s string) string { return strings.Replace(s, "namespaces: [default]", `namespaces: ["team-*"]`, 1) },
+			wantErr: []string{"spec.configure.auth[0].roles[0].namespaces", "wildcards are refused"},
+		},
+		{
+			name:    "missing audience",
+			edit:    func(s string) string { return strings.Replace(s, "            audience: vault\n", "", 1) },
+			wantErr: []string{"spec.configure.auth[0].roles[0].audience: required"},
+		},
+		{
+			name: "bad HCL",
+			edit: func(s string) string {
+				return strings.Replace(s, `path "secret/data/testapp" {`, `path "secret/data/testapp" {{`, 1)
+			},
+			wantErr: []string{"spec.configure.policies[0]", "testapp-kv-crud is not valid HCL"},
+		},
+		{
+			name: "undeclared policy",
+			edit: func(s string) string {
+				return strings.Replace(s, "policies: [testapp-kv-crud]", "policies: [testapp-kv-crd]", 1)
+			},
+			wantErr: []string{"spec.configure.auth[0].roles[0].policies", `"testapp-kv-crd" is not declared`},
+		},
+		{
+			name:    "inline secret value",
+			edit:    func(s string) string { return strings.Replace(s, "env: TESTAPP_USERNAME", "value: admin", 1) },
+			wantErr: []string{"spec.configure.secrets[0].data.username.value", "allowInline"},
+		},
+		{
+			name:    "secret from unset variable",
+			edit:    func(s string) string { return s },
+			env:     func(string) string { return "" },
+			wantErr: []string{"spec.configure.secrets[0].data.password.env: $TESTAPP_PASSWORD is not set"},
+		},
+		{
+			name: "even etcd cluster",
+			edit: func(s string) string {
+				return strings.Replace(s, "          size: 3\n          version", "          size: 2\n          version", 1)
+			},
+			wantErr: []string{"spec.deploy.vault.storage.etcd.size", "odd"},
+		},
+		{
+			name:    "wrong kind",
+			edit:    func(s string) string { return strings.Replace(s, "kind: VaultSetup", "kind: Vault", 1) },
+			wantErr: []string{"apiVersion/kind"},
+		},
+		{
+			name: "two errors at once",
+			edit: func(s string) string {
+				return strings.Replace(strings.Replace(s, "            audience: vault\n", "", 1), "version: 2", "version: 3", 1)
+			},
+			wantErr: []string{"roles[0].audience: required", "secretsEngines[0].version"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := tt.env
+			if env == nil {
+				env = seedEnv
+			}
+			f, err := Parse([]byte(tt.edit(string(seed))))
+			if err == nil {
+				_, err = Prepare(f, Overrides{VaultAddr: "http://127.0.0.1:8200"}, env)
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cr3t-value") {
+				t.Errorf("error shows a secret value: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,366 @@
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/okevault/vault-csi-provider/setup/deploy"
+	"github.com/okevault/vault-csi-provider/setup/vaultconfig"
+)
+
+// Stages selects what a run covers.
+type Stages struct {
+	Deploy    bool
+	Configure bool
+}
+
+// Runner runs plan, apply and verify for a prepared setup.
+type Runner struct {
+	Prepared *Prepared
+	// Kube is needed by the deploy stage, by reviewer service accounts and
+	// by verify; nil otherwise.
+	Kube *rest.Config
+	// Vault is a client with a token allowed to configure Vault, for the
+	// configure stage and verify.
+	Vault *vaultapi.Client
+	// Out receives progress lines and the summary.
+	Out io.Writer
+	// WaitVault bounds the wait for Vault to be initialised and unsealed
+	// after deploy, before configure (default 10m).
+	WaitVault time.Duration
+}
+
+// Summary counts what a plan found or an apply did.
+type Summary struct {
+	Created, Updated, Deleted, Unchanged int
+}
+
+// Changes is the number of creations, updates and deletions.
+func (s Summary) Changes() int { return s.Created + s.Updated + s.Deleted }
+
+func (s Summary) String() string {
+	return fmt.Sprintf("%d to create, %d to update, %d to delete, %d unchanged", s.Created, s.Updated, s.Deleted, s.Unchanged)
+}
+
+// Plan prints what apply would change and returns the counts. It writes nothing.
+func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
+	var sum Summary
+	if st.Deploy {
+		if err := r.requireDeploy(); err != nil {
+			return sum, err
+		}
+		_, results, err := r.planDeploy(ctx)
+		if err != nil {
+			return sum, err
+		}
+		r.printDeploy(results, &sum, true)
+	}
+	if st.Configure {
+		if err := r.requireConfigure(); err != nil {
+			return sum, err
+		}
+		p, err := r.planConfigure(ctx, st.Deploy)
+		if err != nil {
+			return sum, err
+		}
+		r.printConfigure(p.Changes, &sum)
+		sum.Unchanged += p.Unchanged
+	}
+	r.printSummary("Plan", sum)
+	return sum, nil
+}
+
+// Apply converges the selected stages: it plans each first, so a stage
+// that cannot be read or whose plan fails changes nothing, then applies.
+func (r *Runner) Apply(ctx context.Context, st Stages) (Summary, error) {
+	var sum Summary
+	if st.Deploy {
+		if err := r.requireDeploy(); err != nil {
+			return sum, err
+		}
+		objs, _, err := r.planDeploy(ctx)
+		if err != nil {
+			return sum, err
+		}
+		a, err := deploy.NewApplier(r.Kube, FieldManager)
+		if err != nil {
+			return sum, fmt.Errorf("deploy: %w", err)
+		}
+		err = a.Apply(ctx, objs, func(res deploy.Result) { r.printDeploy([]deploy.Result{res}, &sum, false) })
+		if err != nil {
+			return sum, fmt.Errorf("deploy: %w", err)
+		}
+	}
+	if st.Configure {
+		if err := r.requireConfigure(); err != nil {
+			return sum, err
+		}
+		if st.Deploy {
+			if err := r.waitForVault(ctx); err != nil {
+				return sum, err
+			}
+		}
+		p, err := r.planConfigure(ctx, false)
+		if err != nil {
+			return sum, err
+		}
+		sum.Unchanged += p.Unchanged
+		err = p.Apply(ctx, r.Vault.Logical(), func(ch vaultconfig.Change, err error) {
+			if err == nil {
+				r.printConfigure([]vaultconfig.Change{ch}, &sum)
+			}
+		})
+		if err != nil {
+			return sum, fmt.Errorf("configure: %w", err)
+		}
+	}
+	r.printSummary("Applied", sum)
+	return sum, nil
+}
+
+// Verify logs in as each declared role's service account and prints a
+// pass/fail table. It returns the number of failed checks.
+func (r *Runner) Verify(ctx context.Context) (int, error) {
+	if err := r.requireConfigure(); err != nil {
+		return 0, err
+	}
+	if r.Kube == nil {
+		return 0, errors.New("verify: needs Kubernetes access for service-account tokens (--kubeconfig)")
+	}
+	cs, err := kubernetes.NewForConfig(r.Kube)
+	if err != nil {
+		return 0, fmt.Errorf("verify: %w", err)
+	}
+	token := func(ctx context.Context, ns, name, audience string) (string, error) {
+		return requestToken(ctx, cs, ns, name, audience, 10*time.Minute)
+	}
+	checks, err := vaultconfig.Verify(ctx, r.Vault, token, r.Prepared.Probes)
+	if err != nil {
+		return 0, fmt.Errorf("verify: %w", err)
+	}
+	failed := 0
+	fmt.Fprintf(r.Out, "%-6s %-22s %s\n", "RESULT", "ROLE", "CHECK")
+	for _, c := range checks {
+		res := "PASS"
+		switch {
+		case c.Skip:
+			res = "SKIP"
+		case !c.Pass:
+			res = "FAIL"
+			failed++
+		}
+		line := fmt.Sprintf("%-6s %-22s %s", res, c.Role, c.Check)
+		if c.Detail != "" {
+			line += ": " + oneLine(c.Detail)
+		}
+		fmt.Fprintln(r.Out, line)
+	}
+	fmt.Fprintf(r.Out, "verify: %d checks, %d failed\n", len(checks), failed)
+	return failed, nil
+}
+
+func (r *Runner) requireDeploy() error {
+	switch {
+	case r.Prepared.Deploy == nil:
+		return errors.New("deploy: the file has no spec.deploy")
+	case r.Kube == nil:
+		return errors.New("deploy: no Kubernetes access (--kubeconfig)")
+	}
+	return nil
+}
+
+func (r *Runner) requireConfigure() error {
+	switch {
+	case r.Prepared.Vault == nil:
+		return errors.New("configure: the file has no spec.configure")
+	case r.Vault == nil:
+		return errors.New("configure: no Vault client (--vault-addr and $VAULT_TOKEN)")
+	}
+	return nil
+}
+
+func (r *Runner) planDeploy(ctx context.Context) ([]*unstructured.Unstructured, []deploy.Result, error) {
+	objs, err := deploy.Render(ctx, r.Prepared.Deploy)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deploy: render: %w", err)
+	}
+	a, err := deploy.NewApplier(r.Kube, FieldManager)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deploy: %w", err)
+	}
+	results, err := a.Plan(ctx, objs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deploy: plan: %w", err)
+	}
+	return objs, results, nil
+}
+
+// planConfigure reads Vault and the reviewer tokens; it writes nothing to
+// Vault. beforeDeploy: the plan precedes a deploy that creates reviewer
+// service accounts, so a missing one is expected, not an error.
+func (r *Runner) planConfigure(ctx context.Context, beforeDeploy bool) (*vaultconfig.Plan, error) {
+	if len(r.Prepared.reviewers) > 0 {
+		if r.Kube == nil {
+			return nil, errors.New("configure: reviewer service accounts need Kubernetes access (--kubeconfig)")
+		}
+		cs, err := kubernetes.NewForConfig(r.Kube)
+		if err != nil {
+			return nil, fmt.Errorf("configure: %w", err)
+		}
+		err = r.Prepared.resolveReviewers(ctx, func(ctx context.Context, ns, name string, ttl time.Duration) (string, error) {
+			tok, err := requestToken(ctx, cs, ns, name, "", ttl)
+			if beforeDeploy && apierrors.IsNotFound(err) {
+				fmt.Fprintf(r.Out, "configure: reviewer %s/%s does not exist yet (deploy creates it)\n", ns, name)
+				return "(created by deploy)", nil // only compared, never written: this is a plan
+			}
+			return tok, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("configure: %w", err)
+		}
+	}
+	p, err := vaultconfig.Compute(ctx, r.Vault.Logical(), r.Prepared.Vault)
+	if err != nil {
+		return nil, fmt.Errorf("configure: plan against Vault at %s: %w", r.Vault.Address(), err)
+	}
+	return p, nil
+}
+
+// waitForVault waits until the Vault that deploy made answers initialised
+// and unsealed: bank-vaults initialises and unseals it after the pods start.
+func (r *Runner) waitForVault(ctx context.Context) error {
+	timeout := r.WaitVault
+	if timeout == 0 {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	fmt.Fprintf(r.Out, "configure: waiting for Vault at %s to be unsealed (up to %s)\n", r.Vault.Address(), timeout)
+	var last error
+	for {
+		h, err := r.Vault.Sys().HealthWithContext(ctx)
+		switch {
+		case err != nil:
+			last = err
+		case !h.Initialized || h.Sealed:
+			last = fmt.Errorf("initialized=%t sealed=%t", h.Initialized, h.Sealed)
+		default:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("configure: wait for Vault at %s: %w (last: %w)", r.Vault.Address(), ctx.Err(), last)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (r *Runner) printDeploy(results []deploy.Result, sum *Summary, plan bool) {
+	for _, res := range results {
+		switch res.Op {
+		case deploy.Created:
+			sum.Created++
+			fmt.Fprintf(r.Out, "deploy: + %s%s\n", res.Object, doneWord(plan, " (created)"))
+		case deploy.Updated:
+			sum.Updated++
+			fmt.Fprintf(r.Out, "deploy: ~ %s%s\n", res.Object, doneWord(plan, " (configured)"))
+			for _, f := range res.Fields {
+				fmt.Fprintf(r.Out, "      %s\n", f)
+			}
+		default:
+			sum.Unchanged++
+			fmt.Fprintf(r.Out, "deploy: = %s (unchanged)\n", res.Object)
+		}
+	}
+}
+
+func doneWord(plan bool, s string) string {
+	if plan {
+		return ""
+	}
+	return s
+}
+
+func (r *Runner) printConfigure(changes []vaultconfig.Change, sum *Summary) {
+	for _, ch := range changes {
+		switch ch.Op {
+		case vaultconfig.Create:
+			sum.Created++
+		case vaultconfig.Update:
+			sum.Updated++
+		case vaultconfig.Delete:
+			sum.Deleted++
+		}
+		fmt.Fprintf(r.Out, "configure: %s\n", ch)
+		for _, d := range ch.Details {
+			fmt.Fprintf(r.Out, "      %s\n", d)
+		}
+	}
+}
+
+func (r *Runner) printSummary(what string, sum Summary) {
+	if sum.Changes() == 0 {
+		fmt.Fprintf(r.Out, "No changes: everything is as declared (%d unchanged).\n", sum.Unchanged)
+		return
+	}
+	if what == "Applied" {
+		fmt.Fprintf(r.Out, "Applied: %d created, %d updated, %d deleted, %d unchanged.\n", sum.Created, sum.Updated, sum.Deleted, sum.Unchanged)
+		return
+	}
+	fmt.Fprintf(r.Out, "Plan: %s.\n", sum)
+}
+
+// requestToken asks the TokenRequest API for a token of ns/name;
+// audience "" is the apiserver's own.
+func requestToken(ctx context.Context, cs kubernetes.Interface, ns, name, audience string, ttl time.Duration) (string, error) {
+	secs := int64(ttl / time.Second)
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
+	if audience != "" {
+		tr.Spec.Audiences = []string{audience}
+	}
+	res, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, tr, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return res.Status.Token, nil
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// NewVaultClient returns a client for addr that reads no VAULT_*
+// variables by itself: the command passes what it decided explicitly.
+func NewVaultClient(addr, token, caCertFile string, timeout time.Duration) (*vaultapi.Client, error) {
+	cfg := vaultapi.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, cfg.Error
+	}
+	cfg.Address = addr
+	cfg.Timeout = timeout
+	// A plan should fail fast on an unreachable Vault, not retry for a minute.
+	cfg.MaxRetries = 1
+	if caCertFile != "" {
+		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACert: caCertFile}); err != nil {
+			return nil, err
+		}
+	}
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(token)
+	return c, nil
+}
