@@ -427,7 +427,7 @@ func TestNothingLeaks(t *testing.T) {
 		"- {objectName: a, secretPath: kv1/canary, secretKey: user}",
 		"- {objectName: a, secretPath: kv1/canary, secretKey: user, encoding: hex}",
 		"- {objectName: a, secretPath: kv1/canary, secretKey: missing}",
-		"- {objectName: a, secretPath: secret/data/testapp, secretKey: password}",
+		"- {objectName: a, secretPath: kv1/canary, secretKey: user}\n- {objectName: b, secretPath: secret/metadata/testapp}", // denied: not in the policy
 	} {
 		_, err := s.client.Mount(t.Context(), request(t, p, map[string]string{"roleName": readerRole, "vaultAddress": v.Addr, "objects": objects}, "vault", tok))
 		if err != nil {
