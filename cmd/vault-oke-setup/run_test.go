@@ -129,7 +129,9 @@ func TestExitCodes(t *testing.T) {
 		{"verify", nil, exitOK, "0 failed"},
 	}
 	for _, s := range steps {
+		start := time.Now()
 		r := runCmd(t, env, append(append([]string{s.cmd}, flags...), s.extra...)...)
+		t.Logf("%s %v: exit %d in %s", s.cmd, s.extra, r.code, time.Since(start).Round(time.Millisecond))
 		if r.code != s.want || !strings.Contains(r.stdout, s.contains) {
 			t.Fatalf("%s %v: exit %d (want %d), stdout lacks %q?\nstdout:\n%s\nstderr:\n%s", s.cmd, s.extra, r.code, s.want, s.contains, r.stdout, r.stderr)
 		}

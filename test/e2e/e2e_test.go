@@ -26,7 +26,7 @@ func TestInlineVolumeSeedScenario(t *testing.T) {
   objectFormat: data
 `,
 	})
-	pod := newPod(t, sc.Namespace, sc.ServiceAccount)
+	pod := podFor(t, sc.Namespace, sc.ServiceAccount, "testapp")
 	v := mustPublish(t, pod, "testapp")
 
 	got := files(t, v)
@@ -58,7 +58,7 @@ func TestWrongServiceAccountDenied(t *testing.T) {
 		"roleName": sc.Role,
 		"objects":  "- {objectName: username, secretPath: secret/data/testapp, secretKey: username}",
 	})
-	pod := newPod(t, sc.Namespace, "intruder")
+	pod := podFor(t, sc.Namespace, "intruder", "testapp-denied")
 	v, err := publish(t, pod, "testapp-denied", "")
 	wantMountError(t, v, err, "PermissionDenied", "login")
 }
@@ -71,7 +71,7 @@ func TestClassOfAnotherNamespace(t *testing.T) {
 		"roleName": sc.Role,
 		"objects":  "- {objectName: username, secretPath: secret/data/testapp, secretKey: username}",
 	})
-	pod := newPod(t, sc.Namespace, sc.ServiceAccount)
+	pod := podFor(t, sc.Namespace, sc.ServiceAccount, "foreign")
 	v, err := publish(t, pod, "foreign", "")
 	if err == nil {
 		t.Fatalf("the pod mounted another namespace's class: %v", files(t, v))
@@ -87,7 +87,7 @@ func TestSeveralClassesInOnePod(t *testing.T) {
 	sc := bed.vault.Scenario()
 	applyClass(t, sc.Namespace, "part-user", map[string]string{"roleName": sc.Role, "objects": "- {objectName: user, secretPath: secret/data/testapp, secretKey: username}"})
 	applyClass(t, sc.Namespace, "part-pass", map[string]string{"roleName": sc.Role, "objects": "- {objectName: pass, secretPath: secret/data/testapp, secretKey: password}"})
-	pod := newPod(t, sc.Namespace, sc.ServiceAccount)
+	pod := newPod(t, sc.Namespace, sc.ServiceAccount, map[string]string{"user-vol": "part-user", "pass-vol": "part-pass"})
 	a, err := publish(t, pod, "part-user", "user-vol")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestMountFailures(t *testing.T) {
 			}
 			class := "fail-" + strings.ReplaceAll(tc.name, " ", "-")
 			applyClass(t, sc.Namespace, class, params)
-			pod := newPod(t, sc.Namespace, sc.ServiceAccount)
+			pod := podFor(t, sc.Namespace, sc.ServiceAccount, class)
 			v, err := publish(t, pod, class, "")
 			wantMountError(t, v, err, tc.code, tc.words...)
 		})
@@ -149,7 +149,7 @@ func TestKVShapes(t *testing.T) {
 - {objectName: blob.bin, secretPath: secret/data/testapp/shapes, secretKey: blob, encoding: base64}
 - {objectName: whole.json, secretPath: secret/data/testapp/shapes}
 `})
-	pod := newPod(t, sc.Namespace, sc.ServiceAccount)
+	pod := podFor(t, sc.Namespace, sc.ServiceAccount, "shapes")
 	got := files(t, mustPublish(t, pod, "shapes"))
 	if got["now"] != "second" || got["old/v1"] != "first" || got["blob.bin"] != "\x00\x01\x02\xff" {
 		t.Errorf("files = %q", got)
@@ -169,7 +169,7 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	applyClass(t, sc.Namespace, "rotating", map[string]string{"roleName": sc.Role, "objects": "- {objectName: v, secretPath: secret/data/testapp/rotating, secretKey: v}\n- {objectName: user, secretPath: secret/data/testapp, secretKey: username}"})
-	pod := newPod(t, sc.Namespace, sc.ServiceAccount)
+	pod := podFor(t, sc.Namespace, sc.ServiceAccount, "rotating")
 	vol := mustPublish(t, pod, "rotating")
 	before := objectVersions(t, pod, "rotating")
 

@@ -44,19 +44,49 @@ func applyClass(t *testing.T, ns, name string, params map[string]string, secretO
 	}
 }
 
-// newPod creates a pod object (on the driver's node) under a unique name.
-func newPod(t *testing.T, ns, sa string) *corev1.Pod {
+// defaultVolume is the volume name publish uses when none is given.
+const defaultVolume = "secrets-store-inline"
+
+// newPod creates a pod object on the driver's node under a unique name, with
+// a CSI volume per entry of volumes (volume name → SecretProviderClass), as
+// the pod spec a user writes would have. The driver's rotation and sync
+// controllers look the class up in the pod's volumes.
+func newPod(t *testing.T, ns, sa string, volumes map[string]string) *corev1.Pod {
 	t.Helper()
 	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(name) > 50 {
 		name = name[len(name)-50:]
 	}
 	name = strings.Trim(name, "-") + fmt.Sprintf("-%d", time.Now().UnixNano()%100000)
-	p, err := bed.kube.CreatePod(t.Context(), ns, name, sa)
+	if err := bed.kube.CreateServiceAccount(t.Context(), ns, sa); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := true
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: sa,
+			NodeName:           testbed.NodeName,
+			Containers:         []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+		},
+	}
+	for vol, class := range volumes {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: vol, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+			Driver: testbed.DriverName, ReadOnly: &readOnly, VolumeAttributes: map[string]string{"secretProviderClass": class},
+		}}})
+		pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: vol, MountPath: "/mnt/" + vol, ReadOnly: true})
+	}
+	created, err := bed.kube.Client.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return created
+}
+
+// podFor is newPod with one volume for class, under the default volume name.
+func podFor(t *testing.T, ns, sa, class string) *corev1.Pod {
+	t.Helper()
+	return newPod(t, ns, sa, map[string]string{defaultVolume: class})
 }
 
 // publish mounts the pod's volume for class through the driver, as kubelet

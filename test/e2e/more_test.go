@@ -40,7 +40,7 @@ func TestSyncSecretsAndPKI(t *testing.T) {
 		map[string]any{"secretName": "e2e-creds", "type": "Opaque", "data": []map[string]string{{"objectName": "username", "key": "user"}}},
 		map[string]any{"secretName": "e2e-tls", "type": "kubernetes.io/tls", "data": []map[string]string{{"objectName": "tls.crt", "key": "tls.crt"}, {"objectName": "tls.key", "key": "tls.key"}}},
 	)
-	pod := newPod(t, e2eNS, e2eSA)
+	pod := podFor(t, e2eNS, e2eSA, "synced")
 	before := auditCount(t, "pki/issue/web")
 	got := files(t, mustPublish(t, pod, "synced"))
 	if n := auditCount(t, "pki/issue/web") - before; n < 1 {
@@ -75,13 +75,13 @@ func TestSyncSecretsAndPKI(t *testing.T) {
 func TestCustomAudience(t *testing.T) {
 	shared(t)
 	applyClass(t, e2eNS, "custom-aud", map[string]string{"roleName": "e2e-custom", "audience": "custom", "objects": appObjects})
-	got := files(t, mustPublish(t, newPod(t, e2eNS, e2eSA), "custom-aud"))
+	got := files(t, mustPublish(t, podFor(t, e2eNS, e2eSA, "custom-aud"), "custom-aud"))
 	if got["username"] != "e2e-user" {
 		t.Errorf("files = %v", got)
 	}
 	// The role wants audience custom: the vault-audience token is refused.
 	applyClass(t, e2eNS, "custom-role-vault-aud", map[string]string{"roleName": "e2e-custom", "objects": appObjects})
-	v, err := publish(t, newPod(t, e2eNS, e2eSA), "custom-role-vault-aud", "")
+	v, err := publish(t, podFor(t, e2eNS, e2eSA, "custom-role-vault-aud"), "custom-role-vault-aud", "")
 	wantMountError(t, v, err, "PermissionDenied")
 }
 
@@ -90,7 +90,7 @@ func TestJWTAuth(t *testing.T) {
 	shared(t)
 	applyClass(t, e2eNS, "jwt", map[string]string{"roleName": "e2e", "vaultAuthType": "jwt", "objects": appObjects})
 	before := auditCount(t, "auth/jwt/login")
-	got := files(t, mustPublish(t, newPod(t, e2eNS, e2eSA), "jwt"))
+	got := files(t, mustPublish(t, podFor(t, e2eNS, e2eSA, "jwt"), "jwt"))
 	if got["username"] != "e2e-user" {
 		t.Errorf("files = %v", got)
 	}
@@ -117,7 +117,7 @@ func TestPeerStyleClass(t *testing.T) {
   secretKey: "password"
 `,
 	})
-	got := files(t, mustPublish(t, newPod(t, e2eNS, e2eSA), "peer-style"))
+	got := files(t, mustPublish(t, podFor(t, e2eNS, e2eSA, "peer-style"), "peer-style"))
 	if got["db-username"] != "e2e-user" || got["db-password"] != "e2e-pass" {
 		t.Errorf("files = %v", got)
 	}
@@ -129,8 +129,8 @@ func TestMetricsCountMounts(t *testing.T) {
 	applyClass(t, e2eNS, "metered", map[string]string{"roleName": "e2e", "objects": appObjects})
 	applyClass(t, e2eNS, "metered-denied", map[string]string{"roleName": "testapp", "objects": appObjects})
 	okBefore, deniedBefore := metric(t, `vault_csi_provider_mounts_total{code="OK"}`), metric(t, `vault_csi_provider_mounts_total{code="PermissionDenied"}`)
-	mustPublish(t, newPod(t, e2eNS, e2eSA), "metered")
-	if _, err := publish(t, newPod(t, e2eNS, e2eSA), "metered-denied", ""); err == nil {
+	mustPublish(t, podFor(t, e2eNS, e2eSA, "metered"), "metered")
+	if _, err := publish(t, podFor(t, e2eNS, e2eSA, "metered-denied"), "metered-denied", ""); err == nil {
 		t.Fatal("role testapp let e2e/e2e in")
 	}
 	if d := metric(t, `vault_csi_provider_mounts_total{code="OK"}`) - okBefore; d < 1 {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -233,6 +234,10 @@ func childEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
+// ownerFile, in a directory partDir created, holds the creating process's
+// PID, so a later run can remove directories that a killed run left.
+const ownerFile = ".testbed-owner"
+
 // partDir returns dir, or a new temporary directory that removeDir will delete.
 func partDir(dir, pattern string) (string, bool, error) {
 	if dir != "" {
@@ -241,11 +246,40 @@ func partDir(dir, pattern string) (string, bool, error) {
 		}
 		return dir, false, nil
 	}
+	sweepOnce.Do(sweepStale)
 	d, err := os.MkdirTemp("", pattern)
 	if err != nil {
 		return "", false, fmt.Errorf("create temporary directory: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return "", false, fmt.Errorf("create temporary directory: %w", err)
+	}
 	return d, true, nil
+}
+
+var sweepOnce sync.Once
+
+// sweepStale removes the temporary directories of test processes that died
+// without Close (a -timeout panic, a killed `go test`): their children died
+// with them (Pdeathsig), but a driver's tmpfs mounts and the files stay.
+func sweepStale() {
+	if os.Getenv(KeepEnv) != "" {
+		return
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "testbed-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // not ours, or still being created
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // the owner lives
+		}
+		if unmountUnder(d) == nil {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // removeDir deletes a directory the part created, unless KeepEnv is set.
