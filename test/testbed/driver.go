@@ -38,7 +38,7 @@ const (
 	// runs as, with the RBAC of the driver's own deploy manifests.
 	DriverServiceAccount = "secrets-store-csi-driver"
 	// TokensAttribute carries the pod's service-account tokens, as kubelet sends them.
-	TokensAttribute = "csi.storage.k8s.io/serviceAccount.tokens"
+	TokensAttribute = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // G101: an attribute name, not a credential
 
 	defaultVolumeName = "secrets-store-inline"
 )
@@ -137,7 +137,7 @@ func NewDriver(ctx context.Context, kube *Kube, opts DriverOptions) (_ *Driver, 
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, d.Close())
+			err = errors.Join(err, d.close(context.WithoutCancel(ctx)))
 		}
 	}()
 	if len(d.TokenAudiences) == 0 {
@@ -217,7 +217,7 @@ func (d *Driver) Restart(ctx context.Context) error {
 // driver's service account and RBAC from the deploy folder.
 func (d *Driver) install(ctx context.Context, deploy string, opts DriverOptions) error {
 	read := func(name string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(deploy, name))
+		b, err := os.ReadFile(filepath.Join(deploy, name)) //nolint:gosec // G304: the driver's own manifests from bin/
 		if err != nil {
 			return nil, fmt.Errorf("driver manifests: %w", err)
 		}
@@ -336,11 +336,15 @@ func (d *Driver) waitReady(ctx context.Context) error {
 // Close unpublishes the volumes still published, stops the driver, unmounts
 // anything left under Dir and removes the directory NewDriver created.
 func (d *Driver) Close() error {
+	return d.close(context.Background())
+}
+
+func (d *Driver) close(ctx context.Context) error {
 	if d == nil {
 		return nil
 	}
 	var errs []error
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	d.mu.Lock()
 	vols := make([]*Volume, 0, len(d.volumes))
@@ -493,7 +497,7 @@ type Volume struct {
 func (v *Volume) Files() (map[string][]byte, error) {
 	files := map[string][]byte{}
 	err := v.walk(func(rel, full string, _ fs.FileInfo) error {
-		b, err := os.ReadFile(full)
+		b, err := os.ReadFile(full) //nolint:gosec // G304: reading the test's own volume is the point
 		if err != nil {
 			return err
 		}
@@ -590,7 +594,7 @@ func mountInfo() ([]mountEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read mounts: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []mountEntry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)

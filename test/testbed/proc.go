@@ -16,8 +16,9 @@ import (
 	"time"
 )
 
-// KeepEnv, when set to a non-empty value, keeps each part's temporary
-// directory (logs, certificates, data) after Close, for post-mortems.
+// KeepEnv names an environment variable that, set non-empty, keeps each
+// part's temporary directory (logs, certificates, data) after Close, for
+// post-mortems.
 const KeepEnv = "OKEVAULT_TESTBED_KEEP"
 
 // startTimeout bounds how long a part may take to become ready when the
@@ -67,7 +68,7 @@ type process struct {
 // the test binary dies without cleaning up.
 func startProcess(dir, name string, env []string, bin string, args ...string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) //nolint:gosec // G304: the part's own log
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -78,13 +79,13 @@ func startProcess(dir, name string, env []string, bin string, args ...string) (*
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		logFile.Close()
+		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
-		logFile.Close()
+		_ = logFile.Close()
 		close(p.done)
 	}()
 	return p, nil
@@ -125,7 +126,11 @@ func (p *process) stop() error {
 
 // unexpectedExit describes a process that ended before stop was called.
 func (p *process) unexpectedExit() error {
-	return fmt.Errorf("%s exited early (%v); log %s:\n%s", p.name, p.waitErr, p.logPath, p.tail(tailLines))
+	status := p.waitErr
+	if status == nil {
+		status = errors.New("exit status 0")
+	}
+	return fmt.Errorf("%s exited early (%w); log %s:\n%s", p.name, status, p.logPath, p.tail(tailLines))
 }
 
 func (p *process) logs() string {
@@ -198,7 +203,7 @@ func waitReady(ctx context.Context, p *process, what string, check func(context.
 		case <-p.done:
 			return p.unexpectedExit()
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %s not ready: %w (last check: %v); log %s:\n%s",
+			return fmt.Errorf("%s: %s not ready: %w (last check: %w); log %s:\n%s",
 				p.name, what, ctx.Err(), last, p.logPath, p.tail(tailLines))
 		case <-tick.C:
 		}
@@ -207,11 +212,12 @@ func waitReady(ctx context.Context, p *process, what string, check func(context.
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0") //nolint:noctx // a port probe, closed at once
+
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -268,7 +274,7 @@ func sweepStale() {
 	}
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "testbed-*"))
 	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		b, err := os.ReadFile(filepath.Join(d, ownerFile)) //nolint:gosec // G304: our marker in a testbed-* temp dir
 		if err != nil {
 			continue // not ours, or still being created
 		}

@@ -339,7 +339,8 @@ func (v *Vault) ensureKVv2(ctx context.Context, mount string) error {
 	case m.Type != "kv":
 		return fmt.Errorf("%s/ is a %s mount, not kv", mount, m.Type)
 	case m.Options["version"] != "2":
-		err = v.Client.Sys().TuneMountWithContext(ctx, mount, vaultapi.MountConfigInput{Options: map[string]string{"version": "2"}})
+		opts := map[string]string{"version": "2"}
+		err = v.Client.Sys().TuneMountAllowNilWithContext(ctx, mount, vaultapi.TuneMountConfigInput{Options: &opts})
 	default:
 		return nil
 	}
