@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer os.Remove(f.endpoint)
 
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(provider.RecoverUnary(logger)))
 	v1alpha1.RegisterCSIDriverProviderServer(srv, provider.New(opts))
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(srv, grpcHealth)
