@@ -65,7 +65,9 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 		if contents[i], err = content(o, responses[o.RequestKey()]); err != nil {
 			return m, nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
 		}
-		resp.Files = append(resp.Files, &v1alpha1.File{Path: o.Name, Mode: int32(o.Mode), Contents: contents[i]})
+		// config caps modes at 0777, so the conversion cannot overflow.
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: o.Name, Mode: int32(o.Mode), Contents: contents[i]}) //nolint:gosec // G115: mode ≤ 0777
+
 	}
 	resp.ObjectVersion = s.versions(ctx, m.Objects, contents)
 	return m, resp, nil

@@ -4,16 +4,17 @@ package setup
 // with unknown fields refused, so a typo is an error with its line number.
 
 const (
-	// APIVersion and Kind identify a setup file.
+	// APIVersion identifies a setup file, with Kind.
 	APIVersion = "setup.okevault.io/v1alpha1"
-	Kind       = "VaultSetup"
+	// Kind identifies a setup file, with APIVersion.
+	Kind = "VaultSetup"
 
 	// FieldManager owns the Kubernetes fields that setup applies.
 	FieldManager = "vault-oke-setup"
 
-	// DefaultOperatorChart and DefaultOperatorChartVersion pin the bank-vaults
-	// vault-operator chart.
-	DefaultOperatorChart        = "oci://ghcr.io/bank-vaults/helm-charts/vault-operator"
+	// DefaultOperatorChart is the bank-vaults vault-operator chart.
+	DefaultOperatorChart = "oci://ghcr.io/bank-vaults/helm-charts/vault-operator"
+	// DefaultOperatorChartVersion pins it.
 	DefaultOperatorChartVersion = "1.23.0"
 )
 
@@ -108,7 +109,7 @@ type EtcdStorage struct {
 	StorageSize     string `yaml:"storageSize"` // default 1Gi
 }
 
-// Unseal: "kubernetesSecret" keeps unseal keys and root token in a Secret
+// Unseal is how Vault is unsealed: "kubernetesSecret" keeps unseal keys and root token in a Secret
 // (a lab); "ocikms" auto-unseals with OCI KMS (recovery keys in a Secret
 // or, with bucket, encrypted in OCI Object Storage).
 type Unseal struct {

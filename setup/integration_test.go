@@ -191,3 +191,19 @@ func hasLine(s, prefix, sub string) bool {
 	}
 	return false
 }
+
+// TestPlanNewCluster: on a cluster where deploy has not run, plan cannot
+// reach the Vault it will create; it reports configure as pending, not an error.
+func TestPlanNewCluster(t *testing.T) {
+	b := startBed(t)
+	r, out := b.runner(t, seedForBed(t))
+	down, err := NewVaultClient("http://127.0.0.1:1", "x", "", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Vault = down
+	sum, err := r.Plan(t.Context(), both)
+	if err != nil || sum.Changes() == 0 || !strings.Contains(out.String(), "configure: + everything declared") {
+		t.Fatalf("plan: %v %+v\n%s", err, sum, out)
+	}
+}

@@ -146,3 +146,20 @@ func TestBadFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestBadOCIKMS: the auto-unseal settings are checked before anything runs.
+func TestBadOCIKMS(t *testing.T) {
+	f, err := Load(filepath.Join("..", "examples", "setup", "oke-raft-kms.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := f.Spec.Deploy.Vault.Unseal.OCIKMS
+	k.KeyID = "arn:aws:kms:example"
+	k.CryptoEndpoint = "http://insecure.example"
+	_, err = Prepare(f, Overrides{VaultAddr: "https://127.0.0.1:8200"}, seedEnv)
+	for _, want := range []string{"spec.deploy.vault.unseal.ocikms.keyID", "spec.deploy.vault.unseal.ocikms.cryptoEndpoint"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

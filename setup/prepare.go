@@ -43,6 +43,8 @@ type Prepared struct {
 	Vault     *vaultconfig.Desired // nil: no configure stage
 	VaultAddr string
 	Probes    []vaultconfig.Probe
+	// Prune removes what an earlier run made and the file no longer declares.
+	Prune bool
 	// reviewers are service accounts whose tokens become reviewer JWTs,
 	// requested once Kubernetes is reachable (see Setup.resolveReviewers).
 	reviewers   map[string]ServiceAccountRef // auth path → service account
@@ -56,7 +58,13 @@ func (e *fieldErrs) add(field, format string, args ...any) {
 	*e = append(*e, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// vaultName is a policy or role name. Lower case only: Vault lowercases
+	// policy names, so "TestApp" would be stored as "testapp" and never
+	// compare equal (and prune would take it for undeclared).
+	vaultName = regexp.MustCompile(`^[a-z0-9][-_.a-z0-9]*$`)
+)
 
 // Prepare applies the overrides, fills defaults, validates the whole file
 // and resolves its references. All problems are reported together.
@@ -65,7 +73,7 @@ func Prepare(f *File, o Overrides, env Env) (*Prepared, error) {
 		env = os.Getenv
 	}
 	var errs fieldErrs
-	p := &Prepared{Name: f.Metadata.Name}
+	p := &Prepared{Name: f.Metadata.Name, Prune: f.Spec.Prune}
 	if !dnsLabel.MatchString(f.Metadata.Name) {
 		errs.add("metadata.name", "%q is not a DNS label", f.Metadata.Name)
 	}
@@ -99,8 +107,8 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 	for i, pol := range c.Policies {
 		field := fmt.Sprintf("spec.configure.policies[%d]", i)
 		switch {
-		case !regexp.MustCompile(`^[a-zA-Z0-9][-_.a-zA-Z0-9]*$`).MatchString(pol.Name):
-			errs.add(field+".name", "%q is not a policy name", pol.Name)
+		case !vaultName.MatchString(pol.Name):
+			errs.add(field+".name", "%q is not a policy name (lower-case letters, digits, -_.)", pol.Name)
 			continue
 		case pol.Name == "root" || pol.Name == "default":
 			errs.add(field+".name", "%q is Vault's own policy", pol.Name)
@@ -308,7 +316,7 @@ func prepareKubernetesAuth(f *File, p *Prepared, o Overrides, env Env, errs *fie
 		errs.add(field, "give at most one of caCert and caCertFile")
 	}
 	if caFile != "" {
-		b, err := os.ReadFile(caFile)
+		b, err := os.ReadFile(caFile) //nolint:gosec // G304: a CA file the user named
 		if err != nil {
 			errs.add(field+".caCertFile", "%v", err)
 		}
@@ -421,8 +429,8 @@ func prepareJWTAuth(f *File, errs *fieldErrs, field string, a *vaultconfig.AuthM
 // prepareRole validates a role and renders what is written to Vault.
 func prepareRole(errs *fieldErrs, field, typ, authPath string, r Role, policies map[string]bool) (vaultconfig.Role, vaultconfig.Probe, bool) {
 	n := len(*errs)
-	if !regexp.MustCompile(`^[a-zA-Z0-9][-_.a-zA-Z0-9]*$`).MatchString(r.Name) {
-		errs.add(field+".name", "%q is not a role name", r.Name)
+	if !vaultName.MatchString(r.Name) {
+		errs.add(field+".name", "%q is not a role name (lower-case letters, digits, -_.)", r.Name)
 	}
 	checkNames := func(f string, names []string) {
 		if len(names) == 0 {

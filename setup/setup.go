@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ func (s Summary) String() string {
 // Plan prints what apply would change and returns the counts. It writes nothing.
 func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
 	var sum Summary
+	vaultIsNew := false
 	if st.Deploy {
 		if err := r.requireDeploy(); err != nil {
 			return sum, err
@@ -66,12 +68,39 @@ func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
 			return sum, err
 		}
 		r.printDeploy(results, &sum, true)
+		for _, res := range results {
+			vaultIsNew = vaultIsNew || (res.Op == deploy.Created && strings.HasPrefix(res.Object, "Vault "))
+		}
+		if r.Prepared.Prune {
+			a, err := deploy.NewApplier(r.Kube, FieldManager)
+			if err != nil {
+				return sum, fmt.Errorf("deploy: %w", err)
+			}
+			objs, err := deploy.Render(ctx, r.Prepared.Deploy)
+			if err != nil {
+				return sum, fmt.Errorf("deploy: render: %w", err)
+			}
+			pruned, _, err := a.PlanPrune(ctx, r.Prepared.Name, objs)
+			if err != nil {
+				return sum, fmt.Errorf("deploy: plan prune: %w", err)
+			}
+			r.printDeploy(pruned, &sum, true)
+		}
 	}
 	if st.Configure {
 		if err := r.requireConfigure(); err != nil {
 			return sum, err
 		}
 		p, err := r.planConfigure(ctx, st.Deploy)
+		var ue *url.Error
+		if vaultIsNew && errors.As(err, &ue) {
+			// A first plan on a new cluster: the Vault that deploy creates
+			// cannot answer yet, and all of configure is pending.
+			r.printf("configure: + everything declared (Vault at %s is not reachable until deploy has made it)\n", r.Vault.Address())
+			sum.Created++
+			r.printSummary("Plan", sum)
+			return sum, nil
+		}
 		if err != nil {
 			return sum, err
 		}
@@ -98,8 +127,18 @@ func (r *Runner) Apply(ctx context.Context, st Stages) (Summary, error) {
 		if err != nil {
 			return sum, fmt.Errorf("deploy: %w", err)
 		}
-		err = a.Apply(ctx, objs, func(res deploy.Result) { r.printDeploy([]deploy.Result{res}, &sum, false) })
-		if err != nil {
+		var gone []*unstructured.Unstructured
+		if r.Prepared.Prune {
+			// Listed before applying, so a failure here changes nothing.
+			if _, gone, err = a.PlanPrune(ctx, r.Prepared.Name, objs); err != nil {
+				return sum, fmt.Errorf("deploy: plan prune: %w", err)
+			}
+		}
+		progress := func(res deploy.Result) { r.printDeploy([]deploy.Result{res}, &sum, false) }
+		if err := a.Apply(ctx, objs, progress); err != nil {
+			return sum, fmt.Errorf("deploy: %w", err)
+		}
+		if err := a.Prune(ctx, gone, progress); err != nil {
 			return sum, fmt.Errorf("deploy: %w", err)
 		}
 	}
@@ -151,7 +190,7 @@ func (r *Runner) Verify(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("verify: %w", err)
 	}
 	failed := 0
-	fmt.Fprintf(r.Out, "%-6s %-22s %s\n", "RESULT", "ROLE", "CHECK")
+	r.printf("%-6s %-22s %s\n", "RESULT", "ROLE", "CHECK")
 	for _, c := range checks {
 		res := "PASS"
 		switch {
@@ -165,9 +204,9 @@ func (r *Runner) Verify(ctx context.Context) (int, error) {
 		if c.Detail != "" {
 			line += ": " + oneLine(c.Detail)
 		}
-		fmt.Fprintln(r.Out, line)
+		r.printf("%s\n", line)
 	}
-	fmt.Fprintf(r.Out, "verify: %d checks, %d failed\n", len(checks), failed)
+	r.printf("verify: %d checks, %d failed\n", len(checks), failed)
 	return failed, nil
 }
 
@@ -222,7 +261,7 @@ func (r *Runner) planConfigure(ctx context.Context, beforeDeploy bool) (*vaultco
 		err = r.Prepared.resolveReviewers(ctx, func(ctx context.Context, ns, name string, ttl time.Duration) (string, error) {
 			tok, err := requestToken(ctx, cs, ns, name, "", ttl)
 			if beforeDeploy && apierrors.IsNotFound(err) {
-				fmt.Fprintf(r.Out, "configure: reviewer %s/%s does not exist yet (deploy creates it)\n", ns, name)
+				r.printf("configure: reviewer %s/%s does not exist yet (deploy creates it)\n", ns, name)
 				return "(created by deploy)", nil // only compared, never written: this is a plan
 			}
 			return tok, err
@@ -247,7 +286,7 @@ func (r *Runner) waitForVault(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	fmt.Fprintf(r.Out, "configure: waiting for Vault at %s to be unsealed (up to %s)\n", r.Vault.Address(), timeout)
+	r.printf("configure: waiting for Vault at %s to be unsealed (up to %s)\n", r.Vault.Address(), timeout)
 	var last error
 	for {
 		h, err := r.Vault.Sys().HealthWithContext(ctx)
@@ -272,18 +311,27 @@ func (r *Runner) printDeploy(results []deploy.Result, sum *Summary, plan bool) {
 		switch res.Op {
 		case deploy.Created:
 			sum.Created++
-			fmt.Fprintf(r.Out, "deploy: + %s%s\n", res.Object, doneWord(plan, " (created)"))
+			r.printf("deploy: + %s%s\n", res.Object, doneWord(plan, " (created)"))
 		case deploy.Updated:
 			sum.Updated++
-			fmt.Fprintf(r.Out, "deploy: ~ %s%s\n", res.Object, doneWord(plan, " (configured)"))
+			r.printf("deploy: ~ %s%s\n", res.Object, doneWord(plan, " (configured)"))
 			for _, f := range res.Fields {
-				fmt.Fprintf(r.Out, "      %s\n", f)
+				r.printf("      %s\n", f)
 			}
+		case deploy.Deleted:
+			sum.Deleted++
+			r.printf("deploy: - %s%s\n", res.Object, doneWord(plan, " (pruned)"))
 		default:
 			sum.Unchanged++
-			fmt.Fprintf(r.Out, "deploy: = %s (unchanged)\n", res.Object)
+			r.printf("deploy: = %s (unchanged)\n", res.Object)
 		}
 	}
+}
+
+// printf writes a progress line. A failing terminal does not fail the run:
+// what was applied is applied either way.
+func (r *Runner) printf(format string, a ...any) {
+	_, _ = fmt.Fprintf(r.Out, format, a...)
 }
 
 func doneWord(plan bool, s string) string {
@@ -303,23 +351,23 @@ func (r *Runner) printConfigure(changes []vaultconfig.Change, sum *Summary) {
 		case vaultconfig.Delete:
 			sum.Deleted++
 		}
-		fmt.Fprintf(r.Out, "configure: %s\n", ch)
+		r.printf("configure: %s\n", ch)
 		for _, d := range ch.Details {
-			fmt.Fprintf(r.Out, "      %s\n", d)
+			r.printf("      %s\n", d)
 		}
 	}
 }
 
 func (r *Runner) printSummary(what string, sum Summary) {
 	if sum.Changes() == 0 {
-		fmt.Fprintf(r.Out, "No changes: everything is as declared (%d unchanged).\n", sum.Unchanged)
+		r.printf("No changes: everything is as declared (%d unchanged).\n", sum.Unchanged)
 		return
 	}
 	if what == "Applied" {
-		fmt.Fprintf(r.Out, "Applied: %d created, %d updated, %d deleted, %d unchanged.\n", sum.Created, sum.Updated, sum.Deleted, sum.Unchanged)
+		r.printf("Applied: %d created, %d updated, %d deleted, %d unchanged.\n", sum.Created, sum.Updated, sum.Deleted, sum.Unchanged)
 		return
 	}
-	fmt.Fprintf(r.Out, "Plan: %s.\n", sum)
+	r.printf("Plan: %s.\n", sum)
 }
 
 // requestToken asks the TokenRequest API for a token of ns/name;

@@ -157,15 +157,19 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func main() {
+func main() { os.Exit(exitCode()) }
+
+// exitCode runs the daemon; main exits with it only after the deferred
+// signal handling is undone.
+func exitCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
 		fmt.Fprintln(os.Stderr, "vault-csi-provider:", err)
-		os.Exit(1)
+		return 1
 	}
 }

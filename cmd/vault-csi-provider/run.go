@@ -93,11 +93,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		opts.Metrics = metrics.New(version, opts.Logins)
 	}
 
-	lis, err := listen(f.endpoint)
+	lis, err := listen(ctx, f.endpoint)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.endpoint)
+	defer func() { _ = os.Remove(f.endpoint) }() //nolint:gosec // G703: the operator's own -endpoint, not request input
 
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(provider.RecoverUnary(logger)))
 	v1alpha1.RegisterCSIDriverProviderServer(srv, provider.New(opts))
@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // listen opens the socket with mode 0600: only root on the node (the driver)
 // may call a provider that hands out secrets. A stale socket from a previous
 // run is removed; any other file in the way is an error.
-func listen(path string) (net.Listener, error) {
+func listen(ctx context.Context, path string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("endpoint %s exists and is not a socket", path)
@@ -165,7 +165,7 @@ func listen(path string) (net.Listener, error) {
 	// The umask makes the socket 0600 from the start, with no window in
 	// which it is wider; nothing else creates files at this point.
 	old := syscall.Umask(0o177)
-	lis, err := net.Listen("unix", path)
+	lis, err := (&net.ListenConfig{}).Listen(ctx, "unix", path)
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)

@@ -49,7 +49,7 @@ type options struct {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprint(stderr, usage)
 		newFlagSet(&options{}, stderr).PrintDefaults()
 		return exitError
 	}
@@ -63,8 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "configure", "verify":
 		st = setup.Stages{Configure: true}
 	default:
-		fmt.Fprintf(stderr, "vault-oke-setup: unknown command %q\n", cmd)
-		fmt.Fprint(stderr, usage)
+		_, _ = fmt.Fprintf(stderr, "vault-oke-setup: unknown command %q\n", cmd)
+		_, _ = fmt.Fprint(stderr, usage)
 		return exitError
 	}
 	o := &options{}
@@ -73,12 +73,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitError
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "vault-oke-setup: unexpected arguments %q\n", fs.Args())
+		_, _ = fmt.Fprintf(stderr, "vault-oke-setup: unexpected arguments %q\n", fs.Args())
 		return exitError
 	}
 	code, err := execute(ctx, cmd, st, o, getenv, stdout)
 	if err != nil {
-		fmt.Fprintf(stderr, "vault-oke-setup %s: %v\n", cmd, err)
+		_, _ = fmt.Fprintf(stderr, "vault-oke-setup %s: %v\n", cmd, err)
 	}
 	return code
 }
@@ -125,7 +125,7 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 	if err != nil {
 		return exitError, fmt.Errorf("validate %s:\n%w", o.file, err)
 	}
-	fmt.Fprintf(stdout, "validate: %s ok\n", o.file)
+	_, _ = fmt.Fprintf(stdout, "validate: %s ok\n", o.file)
 
 	r := &setup.Runner{Prepared: p, Out: stdout, WaitVault: o.wait}
 	if st.Deploy || cmd == "verify" || (st.Configure && p.NeedsKubernetes()) {
@@ -171,7 +171,7 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 // flag value, which would land in shell history and process listings.
 func vaultToken(file string, getenv func(string) string) (string, error) {
 	if file != "" {
-		b, err := os.ReadFile(file)
+		b, err := os.ReadFile(file) //nolint:gosec // G304: the token file the user named
 		if err != nil {
 			return "", fmt.Errorf("vault token: %w", err)
 		}

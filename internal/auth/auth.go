@@ -119,17 +119,17 @@ func ParseClaims(jwt redact.Secret) (Claims, error) {
 // nothing is shared.
 func IdentityKey(m *config.Mount, jwt redact.Secret, now time.Time) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%q %q %q %q %q %q\x00", m.VaultAddress, m.VaultNamespace, m.AuthType, m.AuthMountPath, m.Role, m.Audience)
+	_, _ = fmt.Fprintf(h, "%q %q %q %q %q %q\x00", m.VaultAddress, m.VaultNamespace, m.AuthType, m.AuthMountPath, m.Role, m.Audience)
 	c, err := ParseClaims(jwt)
 	switch {
 	case err != nil:
-		fmt.Fprintf(h, "token %x", sha256.Sum256([]byte(jwt.Reveal())))
+		_, _ = fmt.Fprintf(h, "token %x", sha256.Sum256([]byte(jwt.Reveal())))
 	case !c.Expiry.IsZero() && now.After(c.Expiry):
 		return "", fmt.Errorf("%w: the token for %s/%s expired at %s", ErrTokenRejected, c.Namespace, c.ServiceAccount, c.Expiry.UTC().Format(time.RFC3339))
 	case c.Namespace != m.Pod.Namespace || (m.Pod.ServiceAccount != "" && c.ServiceAccount != m.Pod.ServiceAccount):
 		return "", fmt.Errorf("%w: the token is for %s/%s, not the pod's service account %s/%s", ErrTokenRejected, c.Namespace, c.ServiceAccount, m.Pod.Namespace, m.Pod.ServiceAccount)
 	default:
-		fmt.Fprintf(h, "sa %q %q %q", c.Namespace, c.ServiceAccount, c.UID)
+		_, _ = fmt.Fprintf(h, "sa %q %q %q", c.Namespace, c.ServiceAccount, c.UID)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -15,6 +15,7 @@ import (
 // AuthType is the Vault auth method used to log in; both take the body {role, jwt}.
 type AuthType string
 
+// The auth methods: Kubernetes (TokenReview) and JWT (signature checks).
 const (
 	AuthKubernetes AuthType = "kubernetes"
 	AuthJWT        AuthType = "jwt"
@@ -23,6 +24,7 @@ const (
 // Encoding says how the value read from Vault is decoded before it is written.
 type Encoding string
 
+// The encodings of the value in Vault: text as is, or decoded to bytes.
 const (
 	EncodingUTF8   Encoding = "utf-8"
 	EncodingBase64 Encoding = "base64"
@@ -115,7 +117,7 @@ const (
 	keyPodUID          = "csi.storage.k8s.io/pod.uid"
 	keyServiceAccount  = "csi.storage.k8s.io/serviceAccount.name"
 	keyEphemeral       = "csi.storage.k8s.io/ephemeral"
-	keyTokens          = "csi.storage.k8s.io/serviceAccount.tokens"
+	keyTokens          = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // G101: an attribute name, not a credential
 )
 
 // Error.Param values for the rest of the MountRequest.

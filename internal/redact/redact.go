@@ -21,8 +21,17 @@ func (s Secret) Reveal() string { return s.v }
 // Empty reports whether there is no value.
 func (s Secret) Empty() bool { return s.v == "" }
 
-func (Secret) String() string               { return Redacted }
-func (Secret) GoString() string             { return Redacted }
-func (Secret) LogValue() slog.Value         { return slog.StringValue(Redacted) }
+// String prints Redacted for %v and %s.
+func (Secret) String() string { return Redacted }
+
+// GoString prints Redacted for %#v.
+func (Secret) GoString() string { return Redacted }
+
+// LogValue prints Redacted in slog records.
+func (Secret) LogValue() slog.Value { return slog.StringValue(Redacted) }
+
+// MarshalText prints Redacted in text encoders (YAML, map keys).
 func (Secret) MarshalText() ([]byte, error) { return []byte(Redacted), nil }
+
+// MarshalJSON prints Redacted in JSON.
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + Redacted + `"`), nil }

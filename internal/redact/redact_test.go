@@ -23,7 +23,7 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 	outputs := map[string]string{
 		"%v":         fmt.Sprintf("%v", s),
-		"%s":         fmt.Sprintf("%s", s),
+		"%s":         fmt.Sprintf("[%s]", s),
 		"%#v":        fmt.Sprintf("%#v", s),
 		"%+v":        fmt.Sprintf("%+v", wrapper{s}),
 		"%#v struct": fmt.Sprintf("%#v", wrapper{s}),

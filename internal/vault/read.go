@@ -66,7 +66,7 @@ func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request)
 		return nil, fmt.Errorf("unsupported method %q", req.Method)
 	}
 	if resp != nil {
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 	}
 	if err != nil {
 		return nil, wrap(req.Method, req.Path, err)

@@ -24,6 +24,7 @@ import (
 // Op is what applying an object did or would do.
 type Op string
 
+// The ops of a result.
 const (
 	Created   Op = "create"
 	Updated   Op = "update"
@@ -47,6 +48,12 @@ type Applier struct {
 
 // NewApplier returns an Applier for the cluster of cfg.
 func NewApplier(cfg *rest.Config, fieldManager string) (*Applier, error) {
+	// client-go's default of 5 requests a second makes a plan of ~30 objects
+	// (a get and a dry-run apply each) take seconds for nothing.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

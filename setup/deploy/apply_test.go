@@ -96,3 +96,55 @@ func TestApplyToAPIServer(t *testing.T) {
 		t.Errorf("Vault object managers %v lack %s", managers, setup.FieldManager)
 	}
 }
+
+// TestPrune: an object the render no longer holds is deleted; what another
+// setup or no setup made is not.
+func TestPrune(t *testing.T) {
+	kube := testbed.StartKube(t)
+	ctx := t.Context()
+	a, err := deploy.NewApplier(kube.RESTConfig, setup.FieldManager)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prepared(t, "seed.yaml")
+	objs, err := deploy.Render(ctx, p.Deploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(ctx, objs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.CreateServiceAccount(ctx, "default", "hand-made"); err != nil {
+		t.Fatal(err)
+	}
+	if results, _, err := a.PlanPrune(ctx, p.Name, objs); err != nil || len(results) != 0 {
+		t.Fatalf("prune right after apply: %v %v", results, err)
+	}
+
+	p.Deploy.ServiceAccounts = nil // the file no longer declares testapp
+	objs, err = deploy.Render(ctx, p.Deploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, gone, err := a.PlanPrune(ctx, p.Name, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].Object != "ServiceAccount default/testapp" {
+		t.Fatalf("prune plan: %v", results)
+	}
+	if err := a.Prune(ctx, gone, nil); err != nil {
+		t.Fatal(err)
+	}
+	sas, err := kube.Client.CoreV1().ServiceAccounts("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, sa := range sas.Items {
+		names = append(names, sa.Name)
+	}
+	if strings.Join(names, ",") != "hand-made" {
+		t.Fatalf("service accounts left in default: %v", names)
+	}
+}

@@ -27,10 +27,11 @@ import (
 var EtcdOperatorManifest []byte
 
 const (
-	// LabelManagedBy and LabelSetup mark every object deploy applies.
+	// LabelManagedBy marks every object deploy applies ("vault-oke-setup").
 	LabelManagedBy = "app.kubernetes.io/managed-by"
-	LabelSetup     = "setup.okevault.io/name"
-	managedBy      = "vault-oke-setup"
+	// LabelSetup names the setup (metadata.name) an object belongs to; prune selects on it.
+	LabelSetup = "setup.okevault.io/name"
+	managedBy  = "vault-oke-setup"
 
 	etcdTLSDir = "/etcd/tls"
 )

@@ -68,11 +68,16 @@ type Secret struct {
 // Sensitive is a value that must not be printed or logged.
 type Sensitive string
 
-// String, GoString, LogValue and MarshalJSON redact, so a Sensitive that
-// reaches a log line, an error message or a dump shows no value.
-func (Sensitive) String() string               { return "REDACTED" }
-func (Sensitive) GoString() string             { return "REDACTED" }
-func (Sensitive) LogValue() slog.Value         { return slog.StringValue("REDACTED") }
+// String redacts, so a Sensitive in an error message shows no value.
+func (Sensitive) String() string { return "REDACTED" }
+
+// GoString redacts %#v.
+func (Sensitive) GoString() string { return "REDACTED" }
+
+// LogValue redacts in log/slog.
+func (Sensitive) LogValue() slog.Value { return slog.StringValue("REDACTED") }
+
+// MarshalJSON redacts in dumps (the value is sent to Vault with Reveal).
 func (Sensitive) MarshalJSON() ([]byte, error) { return []byte(`"REDACTED"`), nil }
 
 // Reveal returns the value, for the one place it is sent to Vault.

@@ -27,6 +27,7 @@ type Client interface {
 // Op is what a Change does.
 type Op string
 
+// The ops of a change.
 const (
 	Create Op = "create"
 	Update Op = "update"
@@ -296,8 +297,9 @@ func planSecret(ctx context.Context, c Client, p *Plan, s Secret, mountIsNew boo
 		if err != nil && !isNotFound(err) {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
-		if live != nil && live.Data != nil && (s.KVVersion != 2 || live.Data["data"] != nil) {
-			// Initial secrets are written once; later values in Vault win.
+		if live != nil && live.Data != nil {
+			// Initial secrets are written once; later values in Vault win,
+			// and so does a KV v2 secret someone deleted (its metadata remains).
 			p.Unchanged++
 			return nil
 		}
@@ -516,7 +518,6 @@ func lineDiff(a, b string) []string {
 		}
 		out = append(out, "- "+l)
 	}
-	cb = count(b)
 	for _, l := range strings.Split(b, "\n") {
 		l = strings.TrimRight(l, " \t")
 		if ca[l] > 0 {

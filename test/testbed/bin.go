@@ -88,16 +88,20 @@ func isOurModule(gomod string) bool {
 	return false
 }
 
-// must turns a New* error into the Start* behaviour: a missing binary skips
-// the test under -short and fails it otherwise; any other error fails it.
+// skipShort skips a test that starts real parts under -short, which is
+// the quick loop (make test-unit) without them.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("testbed: starts real parts; skipped under -short")
+	}
+}
+
+// must turns a New* error into the Start* behaviour: any error, a missing
+// binary included (its message says how to build it), fails the test.
 func must(t testing.TB, err error) {
 	t.Helper()
-	if err == nil {
-		return
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
 	}
-	var missing *MissingBinaryError
-	if errors.As(err, &missing) && testing.Short() {
-		t.Skipf("testbed: %v", err)
-	}
-	t.Fatalf("testbed: %v", err)
 }

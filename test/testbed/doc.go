@@ -2,8 +2,9 @@
 // kube-apiserver, a Vault dev server, the Secrets Store CSI Driver — on
 // 127.0.0.1 with free ports and temporary directories, for integration and
 // end-to-end tests. The binaries come from `make testbin` (bin/ at the module
-// root, or $OKEVAULT_TESTBIN); without them a Start helper skips the test
-// under -short and fails it otherwise.
+// root, or $OKEVAULT_TESTBIN). Under -short the Start helpers skip (the quick
+// loop, make test-unit, has no real parts); otherwise a missing binary fails
+// the test with the command that builds it.
 //
 // In a test:
 //

@@ -96,6 +96,7 @@ type Driver struct {
 // the log tail if the test failed.
 func StartDriver(t testing.TB, kube *Kube, opts DriverOptions) *Driver {
 	t.Helper()
+	skipShort(t)
 	d, err := NewDriver(t.Context(), kube, opts)
 	must(t, err)
 	t.Cleanup(func() {

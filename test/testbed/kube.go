@@ -86,6 +86,7 @@ type Kube struct {
 // log tails if the test failed.
 func StartKube(t testing.TB) *Kube {
 	t.Helper()
+	skipShort(t)
 	k, err := NewKube(t.Context(), KubeOptions{})
 	must(t, err)
 	t.Cleanup(func() {

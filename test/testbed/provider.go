@@ -65,6 +65,7 @@ func BuildProvider(ctx context.Context, dir string) (string, error) {
 // printing the log tail if the test failed.
 func StartProvider(t testing.TB, opts ProviderOptions) *Provider {
 	t.Helper()
+	skipShort(t)
 	p, err := NewProvider(t.Context(), opts)
 	must(t, err)
 	t.Cleanup(func() {

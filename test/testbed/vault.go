@@ -47,6 +47,7 @@ type Vault struct {
 // printing the log tail if the test failed.
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
+	skipShort(t)
 	v, err := NewVault(t.Context(), VaultOptions{})
 	must(t, err)
 	t.Cleanup(func() {
