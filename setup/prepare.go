@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/hcl"
 
+	"github.com/okevault/vault-csi-provider/internal/redact"
 	"github.com/okevault/vault-csi-provider/setup/deploy"
 	"github.com/okevault/vault-csi-provider/setup/vaultconfig"
 )
@@ -206,7 +207,7 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 			continue
 		}
 		authPaths[path] = true
-		a := vaultconfig.AuthMethod{Path: path, Type: am.Type, Config: map[string]any{}, WriteOnly: map[string]vaultconfig.Sensitive{}}
+		a := vaultconfig.AuthMethod{Path: path, Type: am.Type, Config: map[string]any{}, WriteOnly: map[string]redact.Secret{}}
 		switch am.Type {
 		case "kubernetes":
 			if am.JWT != nil {
@@ -246,7 +247,7 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 			errs.add(field+".data", "empty")
 			continue
 		}
-		data := map[string]vaultconfig.Sensitive{}
+		data := map[string]redact.Secret{}
 		for _, k := range sortedKeys(s.Data) {
 			sv := s.Data[k]
 			kf := fmt.Sprintf("%s.data.%s", field, k)
@@ -267,21 +268,21 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 					errs.add(kf+".file", "%v", err)
 					continue
 				}
-				data[k] = vaultconfig.Sensitive(strings.TrimRight(string(b), "\n"))
+				data[k] = redact.New(strings.TrimRight(string(b), "\n"))
 			case sv.Env != "":
 				val := env(sv.Env)
 				if val == "" {
 					errs.add(kf+".env", "$%s is not set", sv.Env)
 					continue
 				}
-				data[k] = vaultconfig.Sensitive(val)
+				data[k] = redact.New(val)
 			default:
 				// Inline values end up in version control; only on request.
 				if !s.AllowInline {
 					errs.add(kf+".value", "inline secret values need allowInline: true (use file or env)")
 					continue
 				}
-				data[k] = vaultconfig.Sensitive(sv.Value)
+				data[k] = redact.New(sv.Value)
 			}
 		}
 		d.Secrets = append(d.Secrets, vaultconfig.Secret{Mount: mount, Path: rest, KVVersion: v, Data: data})
@@ -360,14 +361,14 @@ func prepareKubernetesAuth(f *File, p *Prepared, o Overrides, env Env, errs *fie
 			errs.add(field+".reviewer.jwtFile", "%v", err)
 			return
 		}
-		a.WriteOnly["token_reviewer_jwt"] = vaultconfig.Sensitive(strings.TrimSpace(string(b)))
+		a.WriteOnly["token_reviewer_jwt"] = redact.New(strings.TrimSpace(string(b)))
 	case r.JWTEnv != "":
 		v := env(r.JWTEnv)
 		if v == "" {
 			errs.add(field+".reviewer.jwtEnv", "$%s is not set", r.JWTEnv)
 			return
 		}
-		a.WriteOnly["token_reviewer_jwt"] = vaultconfig.Sensitive(v)
+		a.WriteOnly["token_reviewer_jwt"] = redact.New(v)
 	default:
 		sa := *r.ServiceAccount
 		if !dnsLabel.MatchString(sa.Namespace) || !dnsLabel.MatchString(sa.Name) {
@@ -533,7 +534,7 @@ func (p *Prepared) resolveReviewers(ctx context.Context, token func(ctx context.
 		if err != nil {
 			return fmt.Errorf("reviewer token for auth/%s (%s/%s): %w", a.Path, sa.Namespace, sa.Name, err)
 		}
-		a.WriteOnly["token_reviewer_jwt"] = vaultconfig.Sensitive(jwt)
+		a.WriteOnly["token_reviewer_jwt"] = redact.New(jwt)
 	}
 	return nil
 }

@@ -1,8 +1,9 @@
 package vaultconfig
 
 import (
-	"log/slog"
 	"strings"
+
+	"github.com/okevault/vault-csi-provider/internal/redact"
 )
 
 // ManagedMarker tags what this package creates, so that prune removes only
@@ -45,7 +46,7 @@ type AuthMethod struct {
 	// WriteOnly holds config fields Vault never reads back (a reviewer JWT).
 	// They are compared by whether Vault reports them set (<key>_set), and
 	// sent whenever the config is written.
-	WriteOnly map[string]Sensitive
+	WriteOnly map[string]redact.Secret
 	Roles     []Role
 }
 
@@ -62,26 +63,8 @@ type Secret struct {
 	Mount     string // the KV mount, e.g. "secret"
 	Path      string // the path within the mount, e.g. "testapp"
 	KVVersion int    // 1 or 2
-	Data      map[string]Sensitive
+	Data      map[string]redact.Secret
 }
-
-// Sensitive is a value that must not be printed or logged.
-type Sensitive string
-
-// String redacts, so a Sensitive in an error message shows no value.
-func (Sensitive) String() string { return "REDACTED" }
-
-// GoString redacts %#v.
-func (Sensitive) GoString() string { return "REDACTED" }
-
-// LogValue redacts in log/slog.
-func (Sensitive) LogValue() slog.Value { return slog.StringValue("REDACTED") }
-
-// MarshalJSON redacts in dumps (the value is sent to Vault with Reveal).
-func (Sensitive) MarshalJSON() ([]byte, error) { return []byte(`"REDACTED"`), nil }
-
-// Reveal returns the value, for the one place it is sent to Vault.
-func (s Sensitive) Reveal() string { return string(s) }
 
 // apiPath returns the API path of a secret for reads and writes.
 func (s Secret) apiPath() string {

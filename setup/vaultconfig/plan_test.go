@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/okevault/vault-csi-provider/internal/redact"
 	"github.com/okevault/vault-csi-provider/setup/vaultconfig"
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
@@ -82,8 +83,8 @@ func TestConvergeAndPrune(t *testing.T) {
 			},
 		}},
 		Secrets: []vaultconfig.Secret{
-			{Mount: "apps", Path: "one", KVVersion: 1, Data: map[string]vaultconfig.Sensitive{"k": "v1"}},
-			{Mount: "kv2", Path: "two", KVVersion: 2, Data: map[string]vaultconfig.Sensitive{"k": "v2"}},
+			{Mount: "apps", Path: "one", KVVersion: 1, Data: map[string]redact.Secret{"k": redact.New("v1")}},
+			{Mount: "kv2", Path: "two", KVVersion: 2, Data: map[string]redact.Secret{"k": redact.New("v2")}},
 		},
 	}
 	first := apply(t, c, d)
