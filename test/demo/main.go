@@ -19,12 +19,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
+	"github.com/okevault/vault-csi-provider/setup"
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
 
@@ -54,6 +56,12 @@ func run(ctx context.Context) (err error) {
 		}
 	}()
 
+	dir, err := os.MkdirTemp("", "vault-csi-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
 	step("Starting etcd and kube-apiserver")
 	kube, err := testbed.NewKube(ctx, testbed.KubeOptions{})
 	if err != nil {
@@ -70,20 +78,11 @@ func run(ctx context.Context) (err error) {
 	parts = append(parts, vault)
 	say("Vault %s", vault.Addr)
 
-	step("Configuring Vault as the scenario does")
-	if err := vault.SeedScenario(ctx, kube); err != nil {
+	step("Configuring Vault with vault-oke-setup's configure stage (examples/setup/seed.yaml)")
+	if err := configureVault(ctx, root, dir, kube, vault); err != nil {
 		return err
 	}
-	sc := vault.Scenario()
-	say("auth/%s: Kubernetes auth, checking tokens with TokenReview on the apiserver", sc.AuthMount)
-	say("policy %s, role %s bound to service account %s/%s (audience %s)", sc.Policy, sc.Role, sc.Namespace, sc.ServiceAccount, sc.Audience)
-	say("%s/%s (KV v2) holds username=%s password=%s", sc.KVMount, sc.SecretPath, sc.SecretData["username"], sc.SecretData["password"])
 
-	dir, err := os.MkdirTemp("", "vault-csi-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	providers := filepath.Join(dir, "providers")
 	if err := os.MkdirAll(providers, 0o700); err != nil {
 		return err
@@ -135,10 +134,10 @@ func run(ctx context.Context) (err error) {
 
 	step("Rotating the password in Vault and mounting again")
 	newPassword := fmt.Sprintf("rotated-%d", time.Now().Unix())
-	if _, err := vault.Client.KVv2(sc.KVMount).Patch(ctx, sc.SecretPath, map[string]any{"password": newPassword}); err != nil {
+	if _, err := vault.Client.KVv2("secret").Patch(ctx, "testapp", map[string]any{"password": newPassword}); err != nil {
 		return err
 	}
-	say("%s/%s password=%s (version 2)", sc.KVMount, sc.SecretPath, newPassword)
+	say("secret/testapp password=%s (version 2)", newPassword)
 	if err := vol.Unpublish(ctx); err != nil {
 		return err
 	}
@@ -160,6 +159,83 @@ func run(ctx context.Context) (err error) {
 		<-ctx.Done()
 	}
 	return vol.Unpublish(context.WithoutCancel(ctx))
+}
+
+// configureVault runs the setup package's configure stage on the seed file,
+// as `vault-oke-setup configure -f examples/setup/seed.yaml` would, with the
+// changes a Vault outside the cluster needs: the apiserver's address and CA,
+// and a reviewer service account bound to system:auth-delegator.
+func configureVault(ctx context.Context, root, dir string, kube *testbed.Kube, vault *testbed.Vault) error {
+	f, err := setup.Load(filepath.Join(root, "examples", "setup", "seed.yaml"))
+	if err != nil {
+		return err
+	}
+	reviewer := setup.ServiceAccountRef{Namespace: "kube-system", Name: "vault-tokenreview"}
+	for i := range f.Spec.Configure.Auth {
+		if k := f.Spec.Configure.Auth[i].Kubernetes; k != nil {
+			k.Reviewer = &setup.Reviewer{ServiceAccount: &reviewer}
+		}
+	}
+	if err := kube.CreateServiceAccount(ctx, reviewer.Namespace, reviewer.Name); err != nil {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault-tokenreview-auth-delegator"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: reviewer.Namespace, Name: reviewer.Name}},
+	}
+	if _, err := kube.Client.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	// The seed's application service account (its deploy stage would make
+	// it) and the namespace's default one, which verify expects to be denied
+	// (no controller-manager runs here to make it).
+	for _, sa := range []string{"testapp", "default"} {
+		if err := kube.CreateServiceAccount(ctx, "default", sa); err != nil {
+			return err
+		}
+	}
+	ca := filepath.Join(dir, "kube-ca.pem")
+	if err := os.WriteFile(ca, kube.CAPEM, 0o600); err != nil {
+		return err
+	}
+	env := map[string]string{"TESTAPP_USERNAME": "testapp", "TESTAPP_PASSWORD": fmt.Sprintf("demo-%d", time.Now().UnixNano()%1_000_000)}
+	p, err := setup.Prepare(f, setup.Overrides{VaultAddr: vault.Addr, KubernetesHost: kube.Host, KubernetesCAFile: ca}, func(k string) string { return env[k] })
+	if err != nil {
+		return err
+	}
+	vc, err := setup.NewVaultClient(vault.Addr, vault.RootToken, "", 10*time.Second)
+	if err != nil {
+		return err
+	}
+	r := &setup.Runner{Prepared: p, Kube: kube.RESTConfig, Vault: vc, Out: indent{os.Stdout}, WaitVault: 10 * time.Second}
+	if _, err := r.Apply(ctx, setup.Stages{Configure: true}); err != nil {
+		return err
+	}
+	failed, err := r.Verify(ctx)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("verify: %d checks failed", failed)
+	}
+	say("secret/testapp holds username=%s password=%s", env["TESTAPP_USERNAME"], env["TESTAPP_PASSWORD"])
+	return nil
+}
+
+// indent prefixes the setup runner's lines like the demo's own.
+type indent struct{ w *os.File }
+
+func (i indent) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line == "" {
+			continue
+		}
+		if _, err := fmt.Fprint(i.w, "    "+line); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
 }
 
 // createPod creates the example pod on the driver's node and returns its
