@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 IMAGE ?= vault-csi-provider:$(VERSION)
 GO_TEST_FLAGS ?= -count=1
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
-export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog
+export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
 
 .PHONY: help build test test-unit testbin lint demo image clean
 
