@@ -132,12 +132,13 @@ const (
 	e2ePolicy    = `
 path "secret/data/e2e/*" { capabilities = ["read"] }
 path "pki/issue/web" { capabilities = ["update"] }
+path "kv1/e2e/*" { capabilities = ["read"] }
 `
 )
 
 func configureVault(ctx context.Context) error {
 	v := bed.vault.Client
-	role := func(path string, body map[string]any) func() error {
+	write := func(path string, body map[string]any) func() error {
 		return func() error { _, err := v.Logical().WriteWithContext(ctx, path, body); return err }
 	}
 	k8sRole := func(audience string) map[string]any {
@@ -150,16 +151,20 @@ func configureVault(ctx context.Context) error {
 		func() error { return bed.vault.EnableAudit(ctx) },
 		func() error { return bed.kube.CreateServiceAccount(ctx, e2eNS, e2eSA) },
 		func() error { return v.Sys().PutPolicyWithContext(ctx, "e2e", e2ePolicy) },
-		role("auth/kubernetes/role/e2e", k8sRole("vault")),
-		role("auth/kubernetes/role/e2e-custom", k8sRole("custom")),
+		write("auth/kubernetes/role/e2e", k8sRole("vault")),
+		write("auth/kubernetes/role/e2e-custom", k8sRole("custom")),
 		func() error { return bed.vault.ConfigureJWTAuth(ctx, bed.kube, "jwt") },
-		role("auth/jwt/role/e2e", map[string]any{
+		write("auth/jwt/role/e2e", map[string]any{
 			"role_type": "jwt", "bound_audiences": []string{"vault"}, "user_claim": "sub",
 			"bound_subject": "system:serviceaccount:" + e2eNS + ":" + e2eSA, "token_policies": []string{"e2e"}, "token_ttl": "1h",
 		}),
 		func() error { return v.Sys().MountWithContext(ctx, "pki", &vaultapi.MountInput{Type: "pki"}) },
-		role("pki/root/generate/internal", map[string]any{"common_name": "e2e-ca", "ttl": "24h"}),
-		role("pki/roles/web", map[string]any{"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "1h"}),
+		func() error {
+			return v.Sys().MountWithContext(ctx, "kv1", &vaultapi.MountInput{Type: "kv", Options: map[string]string{"version": "1"}})
+		},
+		write("kv1/e2e/legacy", map[string]any{"user": "v1-user", "port": 5432}),
+		write("pki/root/generate/internal", map[string]any{"common_name": "e2e-ca", "ttl": "24h"}),
+		write("pki/roles/web", map[string]any{"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "1h"}),
 		func() error {
 			_, err := v.KVv2("secret").Put(ctx, "e2e/app", map[string]any{"username": "e2e-user", "password": "e2e-pass"})
 			return err

@@ -71,6 +71,20 @@ func TestSyncSecretsAndPKI(t *testing.T) {
 	}
 }
 
+// A KV v1 mount through the driver: no data.data envelope to unwrap; a
+// non-string value is written as JSON.
+func TestKVv1(t *testing.T) {
+	shared(t)
+	applyClass(t, e2eNS, "kv1", map[string]string{"roleName": "e2e", "objects": `
+- {objectName: user, secretPath: kv1/e2e/legacy, secretKey: user}
+- {objectName: port, secretPath: kv1/e2e/legacy, secretKey: port}
+`})
+	got := files(t, mustPublish(t, podFor(t, e2eNS, e2eSA, "kv1"), "kv1"))
+	if got["user"] != "v1-user" || got["port"] != "5432" {
+		t.Errorf("files = %v", got)
+	}
+}
+
 // A class asking for another audience gets the driver's token for it.
 func TestCustomAudience(t *testing.T) {
 	shared(t)
