@@ -33,7 +33,7 @@ demo: testbin build ## the local demo: real Vault, apiserver, CSI driver and the
 	go run ./test/demo
 
 bench: testbin ## the performance benchmark: a mount storm, rotation passes and the Vault floor (docs/benchmark.md)
-	go run ./test/bench $(BENCH_FLAGS)
+	go run ./test/bench $(BENCH_ARGS)
 
 image: ## container image (needs a container engine)
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

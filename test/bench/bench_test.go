@@ -21,7 +21,7 @@ func TestBench(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "results.json")
 	var table bytes.Buffer
 	err := run(t.Context(), []string{
-		"-sa=2", "-pods=6", "-objects=3", "-secrets=2", "-concurrency=3", "-rounds=2", "-out=" + out,
+		"-sas=2", "-pods=6", "-objects=3", "-secrets=2", "-concurrency=3", "-rounds=2", "-json=" + out,
 	}, &table, t.Output())
 	if err != nil {
 		t.Fatalf("run: %v", err)

@@ -62,14 +62,14 @@ func parseFlags(args []string, output io.Writer) (Config, error) {
 	fs.StringVar(&c.Socket, "socket", c.Socket, "`path` of a provider's unix socket; empty: build and start this repository's provider")
 	fs.StringVar(&c.ProviderBin, "provider-bin", c.ProviderBin, "vault-csi-provider `binary` to start instead of building this repository's (ignored with -socket)")
 	fs.DurationVar(&c.SocketWait, "socket-wait", c.SocketWait, "how long to wait for the provider on -socket to answer Version")
-	fs.IntVar(&c.ServiceAccounts, "sa", c.ServiceAccounts, "service accounts (S), one Vault role and policy each")
+	fs.IntVar(&c.ServiceAccounts, "sas", c.ServiceAccounts, "service accounts (S), one Vault role and policy each")
 	fs.IntVar(&c.Pods, "pods", c.Pods, "pods (P), spread round-robin over the service accounts")
 	fs.IntVar(&c.Objects, "objects", c.Objects, "objects per mount (O), alternating the service account's own secret and shared secrets")
 	fs.IntVar(&c.Secrets, "secrets", c.Secrets, "shared KV v2 secrets (K); each service account also gets its own")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "mounts in flight (C); the floor keeps as many Vault requests in flight")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rotation passes after the storm")
 	fs.DurationVar(&c.MountTimeout, "mount-timeout", c.MountTimeout, "deadline of each Mount call")
-	fs.StringVar(&c.Out, "out", c.Out, "write the results as JSON to this `file`")
+	fs.StringVar(&c.Out, "json", c.Out, "write the results as JSON to this `file`")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -95,7 +95,7 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("-rounds must not be negative, not %d", c.Rounds))
 	}
 	if c.Pods < c.ServiceAccounts {
-		errs = append(errs, fmt.Errorf("-pods (%d) must be at least -sa (%d): every service account runs a pod", c.Pods, c.ServiceAccounts))
+		errs = append(errs, fmt.Errorf("-pods (%d) must be at least -sas (%d): every service account runs a pod", c.Pods, c.ServiceAccounts))
 	}
 	if c.MountTimeout <= 0 {
 		errs = append(errs, errors.New("-mount-timeout must be positive"))

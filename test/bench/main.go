@@ -48,7 +48,7 @@ func main() {
 }
 
 // run parses args, runs the benchmark with progress on stderr, and prints
-// the table on stdout (and the JSON to -out).
+// the table on stdout (and the JSON to -json).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {

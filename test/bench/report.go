@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// Results are what a run measured; -out writes them as JSON.
+// Results are what a run measured; -json writes them as JSON.
 type Results struct {
 	Started  time.Time    `json:"started"`
 	Config   Config       `json:"config"`
@@ -228,5 +228,5 @@ func writeJSON(path string, r *Results) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o600) //nolint:gosec // G703: -out names the file the user wants written
+	return os.WriteFile(path, append(b, '\n'), 0o600) //nolint:gosec // G703: -json names the file the user wants written
 }

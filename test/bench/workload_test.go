@@ -169,7 +169,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("defaults: %v", err)
 	}
 	for _, args := range [][]string{
-		{"-sa=0"}, {"-pods=3", "-sa=4"}, {"-objects=0"}, {"-secrets=0"}, {"-concurrency=0"}, {"-rounds=-1"}, {"-mount-timeout=0s"}, {"extra"},
+		{"-sas=0"}, {"-pods=3", "-sas=4"}, {"-objects=0"}, {"-secrets=0"}, {"-concurrency=0"}, {"-rounds=-1"}, {"-mount-timeout=0s"}, {"extra"},
 	} {
 		if _, err := parseFlags(args, &strings.Builder{}); err == nil {
 			t.Errorf("parseFlags(%q): no error", args)
