@@ -37,7 +37,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, err
 	}
-	key, err := auth.IdentityKey(m, jwt, s.now())
+	key, err := auth.IdentityKey(m, jwt, s.now(), s.opts.LoginPerPod)
 	if err != nil {
 		return m, nil, err
 	}

@@ -38,6 +38,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Version is the build's version, reported by Version.
 	Version string
+	// LoginPerPod gives every pod its own Vault login instead of one per
+	// service-account identity.
+	LoginPerPod bool
 	// MountTimeout bounds a whole Mount, well inside kubelet's deadline.
 	MountTimeout time.Duration
 	// ReadConcurrency bounds the Vault requests one Mount has in flight.

@@ -491,3 +491,25 @@ func TestMountJWTAuth(t *testing.T) {
 		t.Errorf("%d logins at auth/jwt, want 1", n)
 	}
 }
+
+// With -login-per-pod each pod logs in with its own token.
+func TestLoginPerPod(t *testing.T) {
+	kube, v := realBed(t)
+	s := serve(t, provider.Options{LoginPerPod: true})
+	if _, err := v.Client.Logical().WriteWithContext(t.Context(), "kv1/perpod", map[string]any{"user": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	params := map[string]string{"roleName": readerRole, "vaultAddress": v.Addr, "objects": "- {objectName: u, secretPath: kv1/perpod, secretKey: user}"}
+	before := auditCount(t, "auth/kubernetes/login")
+	for _, name := range []string{"perpod-a", "perpod-b", "perpod-c"} {
+		p, tok := podToken(t, kube, readerNS, readerSA, name)
+		for range 2 { // the second mount of a pod (a rotation poll) reuses its login
+			if _, err := s.client.Mount(t.Context(), request(t, p, params, "vault", tok)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := auditCount(t, "auth/kubernetes/login") - before; n != 3 {
+		t.Errorf("%d logins for 3 pods mounting twice each, want 3", n)
+	}
+}

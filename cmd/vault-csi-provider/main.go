@@ -37,7 +37,7 @@ type flags struct {
 	hmacSecretName, hmacSecretNamespace string
 	kubeconfig                          string
 	cacheSize                           int
-	tokenRequestFallback                bool
+	tokenRequestFallback, loginPerPod   bool
 	mountTimeout, shutdownTimeout       time.Duration
 	readConcurrency                     int
 	printVersion                        bool
@@ -63,6 +63,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for running outside a cluster (default: $KUBECONFIG, else in-cluster)")
 	fs.IntVar(&f.cacheSize, "cache-size", 1000, "how many Vault logins (identities) to keep")
 	fs.BoolVar(&f.tokenRequestFallback, "token-request-fallback", false, "create pod tokens with the TokenRequest API when the driver sends none (needs serviceaccounts/token create)")
+	fs.BoolVar(&f.loginPerPod, "login-per-pod", false, "one Vault login per pod instead of one per service account (pods of one service account get the same Vault policies either way)")
 	fs.DurationVar(&f.mountTimeout, "mount-timeout", 30*time.Second, "deadline of one Mount, inside kubelet's")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight mounts may finish on SIGTERM")
 	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")

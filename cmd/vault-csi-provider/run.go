@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:          logger,
 		Version:         version,
 		MountTimeout:    f.mountTimeout,
+		LoginPerPod:     f.loginPerPod,
 		ReadConcurrency: f.readConcurrency,
 	}
 	if opts.Clients, err = vault.NewClients(maxVaultClients); err != nil {

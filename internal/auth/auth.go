@@ -116,8 +116,9 @@ func ParseClaims(jwt redact.Secret) (Claims, error) {
 // belongs to (by UID, so a re-created account is a new identity). Pods that
 // share all of these get the same Vault policies, so they may share one login.
 // When the token's claims can't be read, the key is the token's hash and
-// nothing is shared.
-func IdentityKey(m *config.Mount, jwt redact.Secret, now time.Time) (string, error) {
+// nothing is shared. perPod keys by the pod's own token instead, for
+// operators who want one Vault token per pod.
+func IdentityKey(m *config.Mount, jwt redact.Secret, now time.Time, perPod bool) (string, error) {
 	h := sha256.New()
 	_, _ = fmt.Fprintf(h, "%q %q %q %q %q %q\x00", m.VaultAddress, m.VaultNamespace, m.AuthType, m.AuthMountPath, m.Role, m.Audience)
 	c, err := ParseClaims(jwt)
@@ -128,6 +129,8 @@ func IdentityKey(m *config.Mount, jwt redact.Secret, now time.Time) (string, err
 		return "", fmt.Errorf("%w: the token for %s/%s expired at %s", ErrTokenRejected, c.Namespace, c.ServiceAccount, c.Expiry.UTC().Format(time.RFC3339))
 	case c.Namespace != m.Pod.Namespace || (m.Pod.ServiceAccount != "" && c.ServiceAccount != m.Pod.ServiceAccount):
 		return "", fmt.Errorf("%w: the token is for %s/%s, not the pod's service account %s/%s", ErrTokenRejected, c.Namespace, c.ServiceAccount, m.Pod.Namespace, m.Pod.ServiceAccount)
+	case perPod:
+		_, _ = fmt.Fprintf(h, "pod %q token %x", m.Pod.UID, sha256.Sum256([]byte(jwt.Reveal())))
 	default:
 		_, _ = fmt.Fprintf(h, "sa %q %q %q", c.Namespace, c.ServiceAccount, c.UID)
 	}

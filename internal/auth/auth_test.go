@@ -88,7 +88,7 @@ func TestIdentityKey(t *testing.T) {
 	m := mount("default", "testapp")
 	keyOf := func(m *config.Mount, tok redact.Secret) string {
 		t.Helper()
-		k, err := IdentityKey(m, tok, now)
+		k, err := IdentityKey(m, tok, now, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,18 +117,28 @@ func TestIdentityKey(t *testing.T) {
 			t.Errorf("changing the %s keeps the same identity", name)
 		}
 	}
+	perPodA, err := IdentityKey(m, podA, now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perPodB, _ := IdentityKey(m, podB, now, true); perPodA == perPodB || perPodA == keyOf(m, podA) {
+		t.Error("with perPod, two pods of one service account must not share a login")
+	}
+	if _, err := IdentityKey(m, jwt(t, "default", "intruder", "u", later), now, true); !errors.Is(err, ErrTokenRejected) {
+		t.Errorf("perPod must still refuse another service account's token: %v", err)
+	}
 	opaque := redact.New("not-a-jwt")
 	if keyOf(m, opaque) == keyOf(m, redact.New("not-a-jwt-either")) {
 		t.Error("unparseable tokens must not share a login")
 	}
 
-	if _, err := IdentityKey(m, jwt(t, "default", "testapp", "u", now.Add(-time.Second)), now); !errors.Is(err, ErrTokenRejected) {
+	if _, err := IdentityKey(m, jwt(t, "default", "testapp", "u", now.Add(-time.Second)), now, false); !errors.Is(err, ErrTokenRejected) {
 		t.Errorf("expired token: %v, want ErrTokenRejected", err)
 	}
-	if _, err := IdentityKey(m, jwt(t, "default", "intruder", "u", later), now); !errors.Is(err, ErrTokenRejected) {
+	if _, err := IdentityKey(m, jwt(t, "default", "intruder", "u", later), now, false); !errors.Is(err, ErrTokenRejected) {
 		t.Errorf("token of another service account: %v, want ErrTokenRejected", err)
 	}
-	if _, err := IdentityKey(m, jwt(t, "kube-system", "testapp", "u", later), now); !errors.Is(err, ErrTokenRejected) {
+	if _, err := IdentityKey(m, jwt(t, "kube-system", "testapp", "u", later), now, false); !errors.Is(err, ErrTokenRejected) {
 		t.Errorf("token of another namespace: %v, want ErrTokenRejected", err)
 	}
 }
