@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -97,13 +98,13 @@ func (s *Server) readAll(ctx context.Context, base *api.Client, sess *session, o
 		}
 	}
 	out := make(map[string]*vault.Response, len(todo))
-	denied, deniedErr, err := s.readBatch(ctx, base, lg, todo, out)
+	denied, deniedErr, err := s.readBatch(ctx, base, sess, lg, todo, out)
 	if err == nil && len(denied) > 0 && !fresh {
 		sess.logins.Invalidate(sess.key, lg)
 		if lg, _, err = sess.logins.Get(ctx, sess.key, sess.login); err != nil {
 			return nil, err
 		}
-		denied, deniedErr, err = s.readBatch(ctx, base, lg, denied, out)
+		denied, deniedErr, err = s.readBatch(ctx, base, sess, lg, denied, out)
 	}
 	if err == nil && len(denied) > 0 {
 		err = deniedErr
@@ -114,15 +115,14 @@ func (s *Server) readAll(ctx context.Context, base *api.Client, sess *session, o
 // readBatch reads objects into out. It returns the objects Vault denied
 // (403) with the first denial's error; any other failure is returned as err
 // and stops the batch.
-func (s *Server) readBatch(ctx context.Context, base *api.Client, lg vault.Login, objects []config.Object, out map[string]*vault.Response) (denied []config.Object, deniedErr, err error) {
+func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session, lg vault.Login, objects []config.Object, out map[string]*vault.Response) (denied []config.Object, deniedErr, err error) {
 	results := make([]*vault.Response, len(objects))
 	denials := make([]error, len(objects))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.ReadConcurrency)
 	for i, o := range objects {
 		g.Go(func() error {
-			r, err := vault.Do(gctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args})
-			s.opts.Metrics.VaultRequest(operation(o.Method), err)
+			r, err := s.read(gctx, base, sess.key, lg, o)
 			switch {
 			case vault.Denied(err):
 				denials[i] = fmt.Errorf("object %q: %w", o.Name, err)
@@ -147,6 +147,23 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, lg vault.Login
 		out[o.RequestKey()] = results[i]
 	}
 	return denied, deniedErr, nil
+}
+
+// read makes o's request with lg's token. GETs made with one login (so by
+// one identity) are shared through the read cache; keying by the login too
+// means a read made with a token since revoked never answers for a newer one.
+func (s *Server) read(ctx context.Context, base *api.Client, identity string, lg vault.Login, o config.Object) (*vault.Response, error) {
+	do := func(ctx context.Context) (*vault.Response, error) {
+		r, err := vault.Do(ctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args})
+		s.opts.Metrics.VaultRequest(operation(o.Method), err)
+		return r, err
+	}
+	if s.opts.Reads == nil || operation(o.Method) != "read" {
+		return do(ctx)
+	}
+	token := sha256.Sum256([]byte(lg.Token.Reveal()))
+	key := identity + "\x00" + hex.EncodeToString(token[:]) + "\x00" + o.RequestKey()
+	return s.opts.Reads.Get(ctx, key, do)
 }
 
 // operation is the metrics label of a request method.

@@ -27,6 +27,8 @@ type Options struct {
 	Defaults config.Defaults
 	Clients  *vault.Clients
 	Logins   *cache.Logins
+	// Reads shares GET responses between mounts of one identity; nil: none.
+	Reads *cache.Reads
 	// Keys may be nil: object versions are then empty, as the peer does
 	// when it can't have its key.
 	Keys Keys

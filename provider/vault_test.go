@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/provider"
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
@@ -511,5 +512,36 @@ func TestLoginPerPod(t *testing.T) {
 	}
 	if n := auditCount(t, "auth/kubernetes/login") - before; n != 3 {
 		t.Errorf("%d logins for 3 pods mounting twice each, want 3", n)
+	}
+}
+
+// -read-cache-ttl: mounts of one identity share a GET for the TTL (one read
+// per identity and path in a rotation pass); PUTs are never shared.
+func TestReadCache(t *testing.T) {
+	kube, v := realBed(t)
+	reads, err := cache.NewReads(100, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serve(t, provider.Options{Reads: reads})
+	if _, err := v.Client.Logical().WriteWithContext(t.Context(), "kv1/cached", map[string]any{"user": "c"}); err != nil {
+		t.Fatal(err)
+	}
+	params := map[string]string{"roleName": readerRole, "vaultAddress": v.Addr, "objects": `
+- {objectName: u, secretPath: kv1/cached, secretKey: user}
+- {objectName: crt, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: c.example.com, ttl: 10m}, secretKey: certificate}
+`}
+	readsBefore, issuesBefore := auditCount(t, "kv1/cached"), auditCount(t, "pki/issue/web")
+	for _, name := range []string{"cached-a", "cached-b", "cached-c"} {
+		p, tok := podToken(t, kube, readerNS, readerSA, name)
+		if _, err := s.client.Mount(t.Context(), request(t, p, params, "vault", tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := auditCount(t, "kv1/cached") - readsBefore; n != 1 {
+		t.Errorf("%d reads of kv1/cached for 3 pods of one identity, want 1", n)
+	}
+	if n := auditCount(t, "pki/issue/web") - issuesBefore; n != 3 {
+		t.Errorf("%d certificate issues for 3 mounts, want 3: a PUT is never shared", n)
 	}
 }

@@ -36,7 +36,8 @@ type flags struct {
 	readyRequiresVault                  bool
 	hmacSecretName, hmacSecretNamespace string
 	kubeconfig                          string
-	cacheSize                           int
+	cacheSize, readCacheSize            int
+	readCacheTTL                        time.Duration
 	tokenRequestFallback, loginPerPod   bool
 	mountTimeout, shutdownTimeout       time.Duration
 	readConcurrency                     int
@@ -63,6 +64,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for running outside a cluster (default: $KUBECONFIG, else in-cluster)")
 	fs.IntVar(&f.cacheSize, "cache-size", 1000, "how many Vault logins (identities) to keep")
 	fs.BoolVar(&f.tokenRequestFallback, "token-request-fallback", false, "create pod tokens with the TokenRequest API when the driver sends none (needs serviceaccounts/token create)")
+	fs.DurationVar(&f.readCacheTTL, "read-cache-ttl", 0, "share a read's response with later mounts of the same identity for this long (0: share only reads in flight at the same moment)")
+	fs.IntVar(&f.readCacheSize, "read-cache-size", 1000, "how many read responses -read-cache-ttl keeps")
 	fs.BoolVar(&f.loginPerPod, "login-per-pod", false, "one Vault login per pod instead of one per service account (pods of one service account get the same Vault policies either way)")
 	fs.DurationVar(&f.mountTimeout, "mount-timeout", 30*time.Second, "deadline of one Mount, inside kubelet's")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight mounts may finish on SIGTERM")
@@ -135,6 +138,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if f.cacheSize < 1 {
 		return nil, fmt.Errorf("-cache-size %d: must be at least 1", f.cacheSize)
+	}
+	if f.readCacheSize < 1 || f.readCacheTTL < 0 {
+		return nil, errors.New("-read-cache-size must be at least 1 and -read-cache-ttl not negative")
 	}
 	if f.readConcurrency < 1 {
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)

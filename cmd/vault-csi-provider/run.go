@@ -69,6 +69,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if opts.Logins, err = cache.New(f.cacheSize); err != nil {
 		return err
 	}
+	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheTTL); err != nil {
+		return err
+	}
 	kube, err := kubeClient(f.kubeconfig)
 	switch {
 	case err != nil && f.tokenRequestFallback:

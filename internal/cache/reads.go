@@ -1,0 +1,80 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+// Reads shares Vault read responses between mounts of one identity for a
+// short TTL, so that a rotation pass over P pods of S service accounts costs
+// one read per (identity, path) instead of one per pod. Only reads go
+// through it: PUT/POST requests mint dynamic secrets and are never shared.
+// A TTL of zero shares only reads in flight at the same moment.
+type Reads struct {
+	ttl   time.Duration
+	mu    sync.Mutex
+	lru   *lru.Cache[string, readEntry]
+	group singleflight.Group
+	now   func() time.Time
+}
+
+type readEntry struct {
+	resp    *vault.Response
+	expires time.Time
+}
+
+// NewReads keeps at most size responses for ttl each.
+func NewReads(size int, ttl time.Duration) (*Reads, error) {
+	c, err := lru.New[string, readEntry](size)
+	if err != nil {
+		return nil, err
+	}
+	return &Reads{ttl: ttl, lru: c, now: time.Now}, nil
+}
+
+// Get returns the response cached under key (an identity and a request), or
+// runs read once across concurrent callers and caches a success. Responses
+// are shared read-only.
+func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) (*vault.Response, error)) (*vault.Response, error) {
+	r.mu.Lock()
+	if e, ok := r.lru.Get(key); ok {
+		if r.now().Before(e.expires) {
+			r.mu.Unlock()
+			return e.resp, nil
+		}
+		r.lru.Remove(key)
+	}
+	r.mu.Unlock()
+
+	ch := r.group.DoChan(key, func() (any, error) {
+		// Detached, so one cancelled mount does not fail the others
+		// waiting on the same read; bounded like a login.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
+		defer cancel()
+		resp, err := read(rctx)
+		if err != nil {
+			return nil, err
+		}
+		if r.ttl > 0 {
+			r.mu.Lock()
+			r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
+			r.mu.Unlock()
+		}
+		return resp, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*vault.Response), nil
+	}
+}

@@ -1,0 +1,67 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+func TestReadsShareWithinTTL(t *testing.T) {
+	r, err := NewReads(10, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(0, 0)
+	r.now = func() time.Time { return now }
+	var calls atomic.Int32
+	read := func(context.Context) (*vault.Response, error) {
+		calls.Add(1)
+		return &vault.Response{Body: []byte("v")}, nil
+	}
+	for range 3 {
+		if _, err := r.Get(t.Context(), "id|secret/data/a", read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d reads within the TTL, want 1", calls.Load())
+	}
+	if _, err := r.Get(t.Context(), "other-id|secret/data/a", read); err != nil || calls.Load() != 2 {
+		t.Errorf("another identity must read for itself: %d reads, %v", calls.Load(), err)
+	}
+	now = now.Add(11 * time.Second)
+	if _, _ = r.Get(t.Context(), "id|secret/data/a", read); calls.Load() != 3 {
+		t.Errorf("after the TTL: %d reads, want a fresh one (3)", calls.Load())
+	}
+}
+
+func TestReadsZeroTTLCachesNothing(t *testing.T) {
+	r, _ := NewReads(10, 0)
+	var calls atomic.Int32
+	read := func(context.Context) (*vault.Response, error) {
+		calls.Add(1)
+		return &vault.Response{}, nil
+	}
+	for range 3 {
+		_, _ = r.Get(t.Context(), "k", read)
+	}
+	if calls.Load() != 3 {
+		t.Errorf("with TTL 0, %d reads for 3 sequential mounts, want 3", calls.Load())
+	}
+}
+
+func TestReadsErrorsNotCached(t *testing.T) {
+	r, _ := NewReads(10, time.Minute)
+	fail := func(context.Context) (*vault.Response, error) { return nil, errors.New("403") }
+	if _, err := r.Get(t.Context(), "k", fail); err == nil {
+		t.Fatal("error swallowed")
+	}
+	ok := func(context.Context) (*vault.Response, error) { return &vault.Response{Body: []byte("ok")}, nil }
+	if resp, err := r.Get(t.Context(), "k", ok); err != nil || string(resp.Body) != "ok" {
+		t.Errorf("after a failure: %v, %v", resp, err)
+	}
+}
