@@ -130,7 +130,7 @@ func createPods(ctx context.Context, kube *testbed.Kube, p *plan, root string) e
 
 // startProvider builds this repository's provider (or takes bin) and starts
 // it on a providers directory under work, with the log at info as deployed.
-func startProvider(ctx context.Context, b *bed, bin, work string) (*testbed.Provider, error) {
+func startProvider(ctx context.Context, b *bed, bin string, args []string, work string) (*testbed.Provider, error) {
 	if bin == "" {
 		var err error
 		if bin, err = testbed.BuildProvider(ctx, work); err != nil {
@@ -145,7 +145,7 @@ func startProvider(ctx context.Context, b *bed, bin, work string) (*testbed.Prov
 		Binary:       bin,
 		ProvidersDir: dir,
 		Kube:         b.kube,
-		Args:         []string{"-vault-addr=" + b.vault.Addr, "-log-level=info"},
+		Args:         append([]string{"-vault-addr=" + b.vault.Addr, "-log-level=info"}, args...),
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -97,7 +98,7 @@ func bench(ctx context.Context, cfg Config, log io.Writer) (_ *Results, err erro
 	}
 	if cfg.Socket == "" {
 		pr.step("starting the provider (%s)", res.Provider.Started)
-		if b.provider, err = startProvider(ctx, b, cfg.ProviderBin, work); err != nil {
+		if b.provider, err = startProvider(ctx, b, cfg.ProviderBin, strings.Fields(cfg.ProviderArgs), work); err != nil {
 			return nil, err
 		}
 		b.add(b.provider)
