@@ -103,6 +103,7 @@ func bench(ctx context.Context, cfg Config, log io.Writer) (_ *Results, err erro
 		}
 		b.add(b.provider)
 		socket = b.provider.Socket
+		cfg.PID = b.provider.PID()
 	}
 	res.Provider.Socket = socket
 	conn, err := dial(socket)
@@ -123,10 +124,12 @@ func bench(ctx context.Context, cfg Config, log io.Writer) (_ *Results, err erro
 	}
 	pr.step("storm: %d mounts, %d in flight", len(calls), cfg.Concurrency)
 	var last []outcome
-	ph, err := b.measure(ctx, func() (Phase, error) {
-		out, wall, err := runMounts(ctx, client, calls, cfg.Concurrency, cfg.MountTimeout)
-		last = out
-		return summarize(phaseStorm, len(calls), out, wall), err
+	ph, err := withProc(cfg.PID, func() (Phase, error) {
+		return b.measure(ctx, func() (Phase, error) {
+			out, wall, err := runMounts(ctx, client, calls, cfg.Concurrency, cfg.MountTimeout)
+			last = out
+			return summarize(phaseStorm, len(calls), out, wall), err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -140,10 +143,12 @@ func bench(ctx context.Context, cfg Config, log io.Writer) (_ *Results, err erro
 		}
 		name := "rotation-" + strconv.Itoa(round)
 		pr.step("%s: the same %d mounts, as the driver's rotation poll sends them", name, len(calls))
-		ph, err := b.measure(ctx, func() (Phase, error) {
-			out, wall, err := runMounts(ctx, client, calls, cfg.Concurrency, cfg.MountTimeout)
-			last = out
-			return summarize(name, len(calls), out, wall), err
+		ph, err := withProc(cfg.PID, func() (Phase, error) {
+			return b.measure(ctx, func() (Phase, error) {
+				out, wall, err := runMounts(ctx, client, calls, cfg.Concurrency, cfg.MountTimeout)
+				last = out
+				return summarize(name, len(calls), out, wall), err
+			})
 		})
 		if err != nil {
 			return nil, err

@@ -16,6 +16,8 @@ type Config struct {
 	// ProviderBin is a built vault-csi-provider to start instead of building
 	// one, e.g. an older release to compare with.
 	ProviderBin string `json:"providerBin,omitempty"`
+	// PID is the external provider's process, for /proc measurements.
+	PID int `json:"pid,omitempty"`
 	// ProviderArgs are extra flags for the provider the bench starts.
 	ProviderArgs string `json:"providerArgs,omitempty"`
 	// SocketWait is how long to wait for a provider to answer on Socket.
@@ -63,6 +65,7 @@ func parseFlags(args []string, output io.Writer) (Config, error) {
 	}
 	fs.StringVar(&c.Socket, "socket", c.Socket, "`path` of a provider's unix socket; empty: build and start this repository's provider")
 	fs.StringVar(&c.ProviderBin, "provider-bin", c.ProviderBin, "vault-csi-provider `binary` to start instead of building this repository's (ignored with -socket)")
+	fs.IntVar(&c.PID, "pid", c.PID, "`pid` of the provider on -socket, to report its CPU and peak RSS from /proc")
 	fs.StringVar(&c.ProviderArgs, "provider-args", c.ProviderArgs, "extra `flags` for the provider the bench starts, space-separated (e.g. -read-cache-ttl=5s)")
 	fs.DurationVar(&c.SocketWait, "socket-wait", c.SocketWait, "how long to wait for the provider on -socket to answer Version")
 	fs.IntVar(&c.ServiceAccounts, "sas", c.ServiceAccounts, "service accounts (S), one Vault role and policy each")

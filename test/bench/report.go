@@ -78,8 +78,11 @@ type Phase struct {
 	WallSeconds     float64           `json:"wallSeconds"`
 	MountsPerSecond float64           `json:"mountsPerSecond"`
 	// Latency is of one call: a Mount, or one Vault request for the floor.
-	Latency Latency     `json:"latencyMs"`
-	Vault   VaultCounts `json:"vault"`
+	Latency Latency `json:"latencyMs"`
+	// Provider is the provider process's CPU and peak RSS (with -pid, or
+	// when the bench started it); nil for the floor.
+	Provider *ProcStats  `json:"provider,omitempty"`
+	Vault    VaultCounts `json:"vault"`
 	// TokenReviews is the apiserver's count of TokenReview requests, nil
 	// when its /metrics could not be read.
 	TokenReviews *int `json:"tokenReviews"`
@@ -90,6 +93,7 @@ type Phase struct {
 // Latency percentiles in milliseconds (nearest rank).
 type Latency struct {
 	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
 	P95  float64 `json:"p95"`
 	P99  float64 `json:"p99"`
 	Max  float64 `json:"max"`
@@ -151,7 +155,7 @@ func latency(d []time.Duration) Latency {
 	for _, v := range d {
 		sum += v
 	}
-	return Latency{P50: rank(0.50), P95: rank(0.95), P99: rank(0.99), Max: ms(d[len(d)-1]), Mean: ms(sum / time.Duration(len(d)))}
+	return Latency{P50: rank(0.50), P90: rank(0.90), P95: rank(0.95), P99: rank(0.99), Max: ms(d[len(d)-1]), Mean: ms(sum / time.Duration(len(d)))}
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)) / 1000 }
@@ -183,7 +187,7 @@ func writeTable(w io.Writer, r *Results) error {
 		pl.FloorLogins, pl.FloorReads, pl.MountReads)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(cells ...string) { _, _ = io.WriteString(tw, strings.Join(cells, "\t")+"\t\n") }
-	row("phase", "mounts", "errors", "wall", "mounts/s", "p50", "p95", "p99", "logins", "reads", "other", "tokenreviews")
+	row("phase", "mounts", "errors", "wall", "mounts/s", "p50", "p90", "p99", "max", "logins", "reads", "other", "tokenreviews", "cpu", "peak rss")
 	for _, ph := range r.Phases {
 		name := ph.Name
 		if name == phaseFloor {
@@ -193,10 +197,15 @@ func writeTable(w io.Writer, r *Results) error {
 		if ph.TokenReviews != nil {
 			tr = strconv.Itoa(*ph.TokenReviews)
 		}
+		cpu, rss := "-", "-"
+		if ph.Provider != nil {
+			cpu, rss = fmt.Sprintf("%.2fs", ph.Provider.CPUSeconds), fmt.Sprintf("%.0fMiB", ph.Provider.PeakRSSMiB)
+		}
 		row(name, strconv.Itoa(ph.Mounts), strconv.Itoa(ph.errorCount()),
 			fmt.Sprintf("%.2fs", ph.WallSeconds), fmt.Sprintf("%.1f", ph.MountsPerSecond),
-			fmt.Sprintf("%.1fms", ph.Latency.P50), fmt.Sprintf("%.1fms", ph.Latency.P95), fmt.Sprintf("%.1fms", ph.Latency.P99),
-			strconv.Itoa(ph.Vault.Logins), strconv.Itoa(ph.Vault.Reads), strconv.Itoa(ph.Vault.Other), tr)
+			fmt.Sprintf("%.1fms", ph.Latency.P50), fmt.Sprintf("%.1fms", ph.Latency.P90), fmt.Sprintf("%.1fms", ph.Latency.P99),
+			fmt.Sprintf("%.1fms", ph.Latency.Max),
+			strconv.Itoa(ph.Vault.Logins), strconv.Itoa(ph.Vault.Reads), strconv.Itoa(ph.Vault.Other), tr, cpu, rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -155,11 +155,11 @@ func TestLatency(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		d = append(d, time.Duration(101-i)*time.Millisecond)
 	}
-	want := Latency{P50: 50, P95: 95, P99: 99, Max: 100, Mean: 50.5}
+	want := Latency{P50: 50, P90: 90, P95: 95, P99: 99, Max: 100, Mean: 50.5}
 	if diff := cmp.Diff(want, latency(d)); diff != "" {
 		t.Errorf("latency (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(Latency{P50: 7, P95: 7, P99: 7, Max: 7, Mean: 7}, latency([]time.Duration{7 * time.Millisecond})); diff != "" {
+	if diff := cmp.Diff(Latency{P50: 7, P90: 7, P95: 7, P99: 7, Max: 7, Mean: 7}, latency([]time.Duration{7 * time.Millisecond})); diff != "" {
 		t.Errorf("latency of one (-want +got):\n%s", diff)
 	}
 }

@@ -149,3 +149,6 @@ func (p *Provider) Logs() string { return logsOf(p.proc) }
 
 // LogTail returns the last lines of the provider's log.
 func (p *Provider) LogTail(lines int) string { return tailOf(lines, p.proc) }
+
+// PID is the provider process's id, for /proc measurements.
+func (p *Provider) PID() int { return p.proc.cmd.Process.Pid }
