@@ -41,11 +41,11 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		SocketWait:      5 * time.Minute,
-		ServiceAccounts: 10,
+		ServiceAccounts: 20,
 		Pods:            200,
-		Objects:         4,
+		Objects:         5,
 		Secrets:         5,
-		Concurrency:     16,
+		Concurrency:     50,
 		Rounds:          1,
 		MountTimeout:    2 * time.Minute,
 	}
