@@ -15,10 +15,6 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
-// loginTimeout bounds a shared login, which runs detached from any one
-// mount's context so that one cancelled mount does not fail the others.
-const loginTimeout = 30 * time.Second
-
 // Stats are the cache's counters, for metrics.
 type Stats struct{ Hits, Misses, Evictions uint64 }
 
@@ -62,29 +58,14 @@ func (l *Logins) Get(ctx context.Context, key string, login func(context.Context
 	l.stats.Misses++
 	l.mu.Unlock()
 
-	ch := l.group.DoChan(key, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
-		defer cancel()
-		lg, err := login(lctx)
-		if err != nil {
-			return vault.Login{}, err
-		}
+	lg, err := shared(ctx, &l.group, key, login, func(lg vault.Login) {
 		l.mu.Lock()
+		defer l.mu.Unlock()
 		if l.lru.Add(key, entry{login: lg, usableUntil: l.usableUntil(lg.TTL)}) {
 			l.stats.Evictions++
 		}
-		l.mu.Unlock()
-		return lg, nil
 	})
-	select {
-	case <-ctx.Done():
-		return vault.Login{}, false, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return vault.Login{}, false, r.Err
-		}
-		return r.Val.(vault.Login), true, nil
-	}
+	return lg, err == nil, err
 }
 
 // usableUntil leaves a margin before the token's end: a fifth of its TTL, at

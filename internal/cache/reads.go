@@ -52,29 +52,11 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 	}
 	r.mu.Unlock()
 
-	ch := r.group.DoChan(key, func() (any, error) {
-		// Detached, so one cancelled mount does not fail the others
-		// waiting on the same read; bounded like a login.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
-		defer cancel()
-		resp, err := read(rctx)
-		if err != nil {
-			return nil, err
-		}
+	return shared(ctx, &r.group, key, read, func(resp *vault.Response) {
 		if r.ttl > 0 {
 			r.mu.Lock()
+			defer r.mu.Unlock()
 			r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
-			r.mu.Unlock()
 		}
-		return resp, nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*vault.Response), nil
-	}
 }

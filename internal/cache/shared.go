@@ -1,0 +1,38 @@
+package cache
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// sharedTimeout bounds a call shared by several mounts (a login, a read).
+// It runs detached from any one mount's context, so one cancelled mount does
+// not fail the others waiting on it.
+const sharedTimeout = 30 * time.Second
+
+// shared runs fn once across concurrent callers with the same key, then
+// keep stores its result; each caller stops waiting when its own ctx ends.
+func shared[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+		defer cancel()
+		v, err := fn(sctx)
+		if err != nil {
+			return nil, err
+		}
+		keep(v)
+		return v, nil
+	})
+	var zero T
+	select {
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(T), nil
+	}
+}
