@@ -17,6 +17,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
@@ -57,9 +58,9 @@ func seedVault(ctx context.Context, v *testbed.Vault, kube *testbed.Kube, p *pla
 		return fmt.Errorf("mount KV v2 at %s: %w", kvMount, err)
 	}
 	// A new KV v2 mount answers once its upgrade is done.
-	if err := retry(ctx, 30*time.Second, func() error {
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		_, err := v.Client.Logical().ReadWithContext(ctx, kvMount+"/config")
-		return err
+		return err == nil, nil
 	}); err != nil {
 		return fmt.Errorf("KV v2 at %s: %w", kvMount, err)
 	}
@@ -228,21 +229,4 @@ func ignoreExists[T any](_ T, err error) error {
 		return nil
 	}
 	return err
-}
-
-// retry calls f until it succeeds, ctx ends or timeout passes.
-func retry(ctx context.Context, timeout time.Duration, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %w)", ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
