@@ -69,6 +69,9 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*
 	// in the client also cancels raw writes before their body is read.
 	cfg.Timeout = 0
 	cfg.HttpClient.Timeout = timeout
+	// The default backoff already waits out a 429's Retry-After.
+	cfg.MaxRetries = maxRetries
+	cfg.CheckRetry = checkRetry
 	if err := cfg.ConfigureTLS(&api.TLSConfig{
 		CACert:        tls.CACert,
 		CAPath:        tls.CADirectory,
