@@ -79,7 +79,11 @@ type Kube struct {
 	adminToken string
 	etcd       *process
 	apiserver  *process
-	mapper     *restmapper.DeferredDiscoveryRESTMapper
+	// apiserverBin and apiserverArgs (etcd and extra flags) restart the
+	// apiserver as it was.
+	apiserverBin  string
+	apiserverArgs []string
+	mapper        *restmapper.DeferredDiscoveryRESTMapper
 }
 
 // StartKube starts a Kube for the test and stops it at cleanup, printing the
@@ -216,57 +220,68 @@ func (k *Kube) startEtcd(ctx context.Context, bin string) (string, error) {
 	return "", lastErr
 }
 
+// startAPIServer starts kube-apiserver on a free port, retrying with
+// another when the port was taken meanwhile.
 func (k *Kube) startAPIServer(ctx context.Context, bin, etcdURL string, extra []string) error {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(k.CAPEM)
-	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	defer hc.CloseIdleConnections()
-	f := func(name string) string { return filepath.Join(k.Dir, name) }
+	k.apiserverArgs = append([]string{"--etcd-servers=" + etcdURL}, extra...)
+	k.apiserverBin = bin
 	var lastErr error
 	for range 3 {
 		port, err := freePort()
 		if err != nil {
 			return err
 		}
-		args := []string{
-			"--etcd-servers=" + etcdURL,
-			"--etcd-prefix=/registry",
-			"--bind-address=127.0.0.1",
-			"--advertise-address=127.0.0.1",
-			// 1.37 refuses a loopback advertise address unless endpoints are not reconciled.
-			"--endpoint-reconciler-type=none",
-			fmt.Sprintf("--secure-port=%d", port),
-			"--cert-dir=" + f("certs"),
-			"--tls-cert-file=" + f("apiserver.crt"),
-			"--tls-private-key-file=" + f("apiserver.key"),
-			"--client-ca-file=" + f("ca.crt"),
-			"--token-auth-file=" + f("tokens.csv"),
-			"--authorization-mode=RBAC",
-			"--allow-privileged=true",
-			"--service-account-issuer=" + ServiceAccountIssuer,
-			"--service-account-key-file=" + f("sa.pub"),
-			"--service-account-signing-key-file=" + f("sa.key"),
-			"--service-cluster-ip-range=10.0.0.0/24",
-			"--enable-priority-and-fairness=false",
-		}
-		p, err := startProcess(k.Dir, "kube-apiserver", childEnv(), bin, append(args, extra...)...)
-		if err != nil {
-			return err
-		}
-		k.apiserver = p
-		host := "https://" + hostPort(port)
-		lastErr = waitReady(ctx, p, "/readyz", func(ctx context.Context) error {
-			return httpOK(ctx, hc, host+"/readyz", k.adminToken)
-		})
-		if lastErr == nil {
-			k.Host = host
+		if lastErr = k.runAPIServer(ctx, port); lastErr == nil {
 			return nil
 		}
-		if !p.exited() || !strings.Contains(p.logs(), "address already in use") {
+		if k.apiserver == nil || !k.apiserver.exited() || !strings.Contains(k.apiserver.logs(), "address already in use") {
 			return lastErr
 		}
 	}
 	return lastErr
+}
+
+// runAPIServer starts kube-apiserver on port and waits for /readyz.
+func (k *Kube) runAPIServer(ctx context.Context, port int) error {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(k.CAPEM)
+	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer hc.CloseIdleConnections()
+	f := func(name string) string { return filepath.Join(k.Dir, name) }
+	args := []string{
+		"--etcd-prefix=/registry",
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		// 1.37 refuses a loopback advertise address unless endpoints are not reconciled.
+		"--endpoint-reconciler-type=none",
+		fmt.Sprintf("--secure-port=%d", port),
+		"--cert-dir=" + f("certs"),
+		"--tls-cert-file=" + f("apiserver.crt"),
+		"--tls-private-key-file=" + f("apiserver.key"),
+		"--client-ca-file=" + f("ca.crt"),
+		"--token-auth-file=" + f("tokens.csv"),
+		"--authorization-mode=RBAC",
+		"--allow-privileged=true",
+		"--service-account-issuer=" + ServiceAccountIssuer,
+		"--service-account-key-file=" + f("sa.pub"),
+		"--service-account-signing-key-file=" + f("sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--enable-priority-and-fairness=false",
+	}
+	k.apiserver = nil
+	p, err := startProcess(k.Dir, "kube-apiserver", childEnv(), k.apiserverBin, append(args, k.apiserverArgs...)...)
+	if err != nil {
+		return err
+	}
+	k.apiserver = p
+	host := "https://" + hostPort(port)
+	if err := waitReady(ctx, p, "/readyz", func(ctx context.Context) error {
+		return httpOK(ctx, hc, host+"/readyz", k.adminToken)
+	}); err != nil {
+		return err
+	}
+	k.Host = host
+	return nil
 }
 
 // Close stops kube-apiserver and etcd and removes the directory NewKube created.

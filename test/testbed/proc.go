@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,9 @@ type process struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
+	// stopped is set once stop or kill ended the process on purpose, so a
+	// later stop (Close after a fault injection) is not an unexpected exit.
+	stopped atomic.Bool
 }
 
 // startProcess starts bin with args, logging to <dir>/<name>.log. The child
@@ -108,8 +112,12 @@ func (p *process) stop() error {
 		return nil
 	}
 	if p.exited() {
+		if p.stopped.Load() {
+			return nil
+		}
 		return p.unexpectedExit()
 	}
+	p.stopped.Store(true)
 	pgid := -p.cmd.Process.Pid
 	_ = syscall.Kill(pgid, syscall.SIGTERM)
 	select {

@@ -64,8 +64,7 @@ func StartVault(t testing.TB) *Vault {
 // NewVault starts `vault server -dev` and waits until sys/health reports it
 // active and unsealed. ctx bounds the start only.
 func NewVault(ctx context.Context, opts VaultOptions) (_ *Vault, err error) {
-	bin, err := Bin("vault")
-	if err != nil {
+	if _, err := Bin("vault"); err != nil {
 		return nil, err
 	}
 	dir, owned, err := partDir(opts.Dir, "testbed-vault-")
@@ -84,39 +83,54 @@ func NewVault(ctx context.Context, opts VaultOptions) (_ *Vault, err error) {
 		if err != nil {
 			return nil, err
 		}
-		// HOME is the part's directory, so no ~/.vault-token is written or read.
-		env := childEnv("HOME="+dir, "VAULT_LOG_FORMAT=standard")
-		p, err := startProcess(dir, "vault", env, bin, "server", "-dev",
-			"-dev-root-token-id="+VaultRootToken,
-			"-dev-listen-address="+hostPort(port),
-			"-dev-no-store-token",
-		)
-		if err != nil {
-			return nil, err
-		}
-		v.proc = p
-		v.Addr = "http://" + hostPort(port)
-		if v.Client, err = newVaultClient(v.Addr, VaultRootToken); err != nil {
-			return nil, err
-		}
-		err = waitReady(ctx, p, "sys/health", func(ctx context.Context) error {
-			h, err := v.Client.Sys().HealthWithContext(ctx)
-			switch {
-			case err != nil:
-				return err
-			case !h.Initialized || h.Sealed || h.Standby:
-				return fmt.Errorf("health: initialized=%t sealed=%t standby=%t", h.Initialized, h.Sealed, h.Standby)
-			}
-			return nil
-		})
+		err = v.start(ctx, port)
 		if err == nil {
 			return v, nil
 		}
-		if !p.exited() || !strings.Contains(p.logs(), "address already in use") {
+		if v.proc == nil || !v.proc.exited() || !strings.Contains(v.proc.logs(), "address already in use") {
 			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("vault: no free port after 3 attempts; log %s", filepath.Join(dir, "vault.log"))
+}
+
+// start runs a fresh dev server on port and waits until it is active and
+// unsealed. The log file is appended to, so a restarted server's log follows
+// the previous one's.
+func (v *Vault) start(ctx context.Context, port int) error {
+	bin, err := Bin("vault")
+	if err != nil {
+		return err
+	}
+	// HOME is the part's directory, so no ~/.vault-token is written or read.
+	env := childEnv("HOME="+v.Dir, "VAULT_LOG_FORMAT=standard")
+	v.proc = nil
+	p, err := startProcess(v.Dir, "vault", env, bin, "server", "-dev",
+		"-dev-root-token-id="+VaultRootToken,
+		"-dev-listen-address="+hostPort(port),
+		"-dev-no-store-token",
+	)
+	if err != nil {
+		return err
+	}
+	v.proc = p
+	v.Addr = "http://" + hostPort(port)
+	if v.Client, err = newVaultClient(v.Addr, VaultRootToken); err != nil {
+		return err
+	}
+	return waitReady(ctx, p, "sys/health", v.healthy)
+}
+
+// healthy is nil when the server is initialised, unsealed and active.
+func (v *Vault) healthy(ctx context.Context) error {
+	h, err := v.Client.Sys().HealthWithContext(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !h.Initialized || h.Sealed || h.Standby:
+		return fmt.Errorf("health: initialized=%t sealed=%t standby=%t", h.Initialized, h.Sealed, h.Standby)
+	}
+	return nil
 }
 
 // newVaultClient returns a client for addr that ignores VAULT_* variables of
