@@ -42,6 +42,10 @@ func code(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, errMissingKey):
 		return codes.NotFound
+	case errors.As(err, &ve) && ve.Op == "login" && ve.Status == http.StatusBadRequest:
+		// Vault answers a login for a role it does not know (deleted, or
+		// never made) with 400 "invalid role name": the pod is refused.
+		return codes.PermissionDenied
 	case errors.As(err, &ve):
 		return vaultCode(ve.Status)
 	}

@@ -36,6 +36,7 @@ func TestCode(t *testing.T) {
 		{"vault 404", vaultErr(404), codes.NotFound},
 		{"vault 400", vaultErr(400), codes.InvalidArgument},
 		{"vault 405", vaultErr(405), codes.InvalidArgument},
+		{"login for an unknown role", &vault.Error{Op: "login", Path: "auth/kubernetes/login", Status: 400, Msg: `invalid role name "r"`}, codes.PermissionDenied},
 		{"vault 412", vaultErr(412), codes.Unavailable},
 		{"vault 429 rate limit", vaultErr(429), codes.Unavailable},
 		{"vault 500", vaultErr(500), codes.Unavailable},
