@@ -178,14 +178,14 @@ func (pd *pod) request(t testing.TB, role string) *v1alpha1.MountRequest {
 		t.Fatal(err)
 	}
 	attrs, err := json.Marshal(map[string]string{
-		"roleName":                               role,
-		"objects":                                objects,
-		"secretProviderClass":                    "chaos",
-		"csi.storage.k8s.io/pod.name":            pd.name,
-		"csi.storage.k8s.io/pod.namespace":       namespace,
-		"csi.storage.k8s.io/pod.uid":             pd.uid,
-		"csi.storage.k8s.io/serviceAccount.name": pd.sa,
-		"csi.storage.k8s.io/ephemeral":           "true",
+		"roleName":                                 role,
+		"objects":                                  objects,
+		"secretProviderClass":                      "chaos",
+		"csi.storage.k8s.io/pod.name":              pd.name,
+		"csi.storage.k8s.io/pod.namespace":         namespace,
+		"csi.storage.k8s.io/pod.uid":               pd.uid,
+		"csi.storage.k8s.io/serviceAccount.name":   pd.sa,
+		"csi.storage.k8s.io/ephemeral":             "true",
 		"csi.storage.k8s.io/serviceAccount.tokens": string(tokens),
 	})
 	if err != nil {
