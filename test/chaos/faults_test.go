@@ -384,3 +384,91 @@ func TestProviderRestartUnderLoad(t *testing.T) {
 	q.recover(t, pods[0][0], 30*time.Second)
 	report(t, "provider restarted on the same socket: process start to first successful mount", time.Since(restart))
 }
+
+// 3. A rate-limit quota on the secrets mount: 429s are retried after
+// Retry-After while that fits the deadline, then Unavailable; each read is
+// tried at most three times, so a thousand mounts cannot become a storm.
+func TestRateLimited(t *testing.T) {
+	shared(t)
+	const rate = 2
+	proxy := newCountingProxy(t, bed.vault.Addr, "/v1/secret/")
+	p := startProvider(t, "", "-vault-addr="+proxy.URL)
+	pods := allPods(t, 5)
+	baseline := warm(t, p, pods)
+
+	c := bed.vault.Client.Logical()
+	if _, err := c.WriteWithContext(t.Context(), "sys/quotas/config", map[string]any{"enable_rate_limit_response_headers": true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteWithContext(t.Context(), "sys/quotas/rate-limit/chaos", map[string]any{"path": "secret/", "rate": rate, "interval": "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	remove := func() {
+		if !removed {
+			_, _ = c.DeleteWithContext(context.Background(), "sys/quotas/rate-limit/chaos")
+			removed = true
+		}
+	}
+	t.Cleanup(remove)
+
+	proxy.requests.Store(0)
+	all := flatten(pods)
+	rs := p.storm(t.Context(), t, all)
+	failed := expectCode(t, rs, "Unavailable")
+	ok := len(rs) - failed
+	requests, limited := proxy.requests.Load(), proxy.limited.Load()
+	t.Logf("rate limit %d/s: %d mounts, %d succeeded, %d Unavailable; Vault got %d reads, %d answered 429", rate, len(rs), ok, failed, requests, limited)
+	if failed == 0 || limited == 0 {
+		t.Fatal("the quota did not trip")
+	}
+	if _, msg := codeOf(firstErr(rs)); !strings.Contains(msg, "429") {
+		t.Errorf("message %q does not say Vault rate-limited the request", msg)
+	}
+	// At most one read per mount (concurrent identical reads of one
+	// identity are shared), each tried at most 3 times.
+	if requests > int64(3*len(rs)) {
+		t.Errorf("Vault got %d reads for %d mounts: more than 3 attempts each", requests, len(rs))
+	}
+	// More mounts succeeded than one window lets through: retries after
+	// Retry-After got the later windows' tokens.
+	if ok <= rate {
+		t.Errorf("%d mounts succeeded, no more than the first window's %d: 429s were not retried", ok, rate)
+	}
+
+	remove()
+	report(t, "rate limit lifted: first successful mount", p.recover(t, all[0], 10*time.Second))
+	p.noLeak(t, baseline)
+}
+
+// 7. A slow Vault: the provider's deadline holds and the driver gets
+// DeadlineExceeded, not a hang; once Vault is fast again mounts succeed.
+func TestSlowVault(t *testing.T) {
+	shared(t)
+	proxy := newSlowProxy(t, bed.vault.Addr)
+	p := startProvider(t, "", "-vault-addr="+proxy.Addr)
+	pods := allPods(t, 1)
+	baseline := warm(t, p, pods)
+
+	proxy.setDelay(3 * mountTimeout)
+	rs := p.storm(t.Context(), t, flatten(pods)[:5])
+	if failed := expectCode(t, rs, "DeadlineExceeded"); failed != len(rs) {
+		t.Fatalf("%d of %d mounts failed with Vault slower than the deadline, want all", failed, len(rs))
+	}
+	t.Logf("slow Vault: mounts ended after %s (deadline %s)", rs[0].took.Round(time.Millisecond), mountTimeout)
+	proxy.setDelay(0)
+	// A read already in flight when Vault recovers is shared by the mounts
+	// that join it, and runs until its own bound (30 s) or its answer.
+	report(t, "vault fast again: first successful mount", p.recover(t, pods[0][0], 40*time.Second))
+	p.noLeak(t, baseline)
+}
+
+// firstErr is the first failed result's error.
+func firstErr(rs []result) error {
+	for _, r := range rs {
+		if r.err != nil {
+			return r.err
+		}
+	}
+	return nil
+}
