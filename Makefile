@@ -9,7 +9,7 @@ GO_TEST_FLAGS ?= -count=1
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
 export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
 
-.PHONY: help build test test-unit testbin lint demo bench image clean
+.PHONY: help build test test-unit testbin lint demo bench load image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ demo: testbin build ## the local demo: real Vault, apiserver, CSI driver and the
 
 bench: testbin ## the performance benchmark: a mount storm, rotation passes and the Vault floor (docs/benchmark.md)
 	go run ./test/bench $(BENCH_ARGS)
+
+load: testbin ## 1,000 concurrent mounts through the real socket: errors, logins, peak RSS, goroutines (SECURITY.md)
+	go test -count=1 -run TestLoad -v ./test/chaos/ -args -load
 
 image: ## container image (needs a container engine)
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
