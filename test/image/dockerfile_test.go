@@ -6,6 +6,7 @@ package image_test
 import (
 	"encoding/json"
 	"fmt"
+	"go/version"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -151,6 +152,8 @@ func goBuildOutput(cmd string) string {
 var (
 	distrolessStatic = regexp.MustCompile(`^gcr\.io/distroless/static(-debian[0-9]+)?$`)
 	sha256Digest     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	goDirective      = regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)\s*$`)
+	goTag            = regexp.MustCompile(`^\d+\.\d+(?:\.\d+)?`)
 )
 
 func TestDockerfile(t *testing.T) {
@@ -266,10 +269,6 @@ func TestDockerfile(t *testing.T) {
 	})
 
 	t.Run("base images pinned by digest", func(t *testing.T) {
-		// No registry is reachable from this workplace to read the current
-		// digests, and pinning an unverified one would break image builds.
-		// Tracked in the chart/operations issue; remove this skip with the pin.
-		t.Skip("base images are not pinned by digest yet: needs digests verified against the registries (issue 6)")
 		for _, s := range stages {
 			if _, isStage := stageByRef(stages, s.base, s.index); isStage || s.base == "scratch" {
 				continue
@@ -278,6 +277,27 @@ func TestDockerfile(t *testing.T) {
 			if !sha256Digest.MatchString(digest) {
 				t.Errorf("line %d: FROM %s is not pinned by digest: want %s:%s@sha256:<digest> (a tag can move; a digest is what was reviewed)",
 					s.from.line, s.base, repo, tag)
+			}
+		}
+	})
+	t.Run("build image's Go is at least go.mod's", func(t *testing.T) {
+		// The golang images set GOTOOLCHAIN=local: an older Go refuses the module.
+		b, err := os.ReadFile("../../go.mod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := goDirective.FindSubmatch(b)
+		if want == nil {
+			t.Fatal("go.mod has no go directive")
+		}
+		for _, s := range stages {
+			repo, tag, _ := imageRef(s.base)
+			if repo != "golang" {
+				continue
+			}
+			have := goTag.FindString(tag)
+			if have == "" || version.Compare("go"+have, "go"+string(want[1])) < 0 {
+				t.Errorf("line %d: FROM %s: Go %q is older than go.mod's %s, or not a version", s.from.line, s.base, have, want[1])
 			}
 		}
 	})
