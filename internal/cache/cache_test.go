@@ -156,6 +156,27 @@ func TestCancelledWaiterDoesNotFailOthers(t *testing.T) {
 	}
 }
 
+func TestSharedLoginEndsAtStartersDeadline(t *testing.T) {
+	l, _ := New(10)
+	var ended atomic.Bool
+	login := func(ctx context.Context) (vault.Login, error) {
+		<-ctx.Done() // a Vault that never answers
+		ended.Store(true)
+		return vault.Login{}, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := l.Get(ctx, "id", login); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the deadline", err)
+	}
+	// The detached call must not outlive the deadline by more than a moment:
+	// a mount joining it later would wait on a call that cannot help.
+	time.Sleep(50 * time.Millisecond)
+	if !ended.Load() {
+		t.Error("the shared login still runs past the deadline of the mount that started it")
+	}
+}
+
 func TestInvalidateOnlyTheFailedToken(t *testing.T) {
 	l, _ := New(10)
 	var c loginCounter

@@ -7,16 +7,25 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// sharedTimeout bounds a call shared by several mounts (a login, a read).
-// It runs detached from any one mount's context, so one cancelled mount does
-// not fail the others waiting on it.
+// sharedTimeout bounds a call shared by several mounts (a login, a read)
+// when the mount that starts it has no deadline.
 const sharedTimeout = 30 * time.Second
 
 // shared runs fn once across concurrent callers with the same key, then
 // keep stores its result; each caller stops waiting when its own ctx ends.
+//
+// fn runs detached from the starting mount's cancellation, so one cancelled
+// mount does not fail the others waiting on it, but keeps that mount's
+// deadline: against a Vault slower than the deadline, a call outliving it
+// would only hold every mount that joins it until it ends, and delay
+// recovery by as much once Vault is fast again.
 func shared[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (T, error) {
 	ch := g.DoChan(key, func() (any, error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(sharedTimeout)
+		}
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		v, err := fn(sctx)
 		if err != nil {

@@ -55,6 +55,7 @@ type slowProxy struct {
 	Addr  string
 	delay atomic.Int64 // nanoseconds
 	l     net.Listener
+	done  chan struct{} // closed by close: held chunks are dropped
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns []net.Conn
@@ -70,7 +71,7 @@ func newSlowProxy(t *testing.T, target string) *slowProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &slowProxy{Addr: "http://" + l.Addr().String(), l: l}
+	p := &slowProxy{Addr: "http://" + l.Addr().String(), l: l, done: make(chan struct{})}
 	p.wg.Go(func() {
 		for {
 			c, err := l.Accept()
@@ -100,7 +101,11 @@ func (p *slowProxy) copySlow(dst, src net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			time.Sleep(time.Duration(p.delay.Load()))
+			select {
+			case <-time.After(time.Duration(p.delay.Load())):
+			case <-p.done:
+				return
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -114,6 +119,7 @@ func (p *slowProxy) copySlow(dst, src net.Conn) {
 func (p *slowProxy) setDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
 func (p *slowProxy) close() {
+	close(p.done)
 	_ = p.l.Close()
 	p.mu.Lock()
 	for _, c := range p.conns {
