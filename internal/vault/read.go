@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/hashicorp/vault/api"
 
@@ -37,6 +38,18 @@ type Response struct {
 	KVVersion int
 	// Metadata is KV v2's data.metadata (version, created_time), nil otherwise.
 	Metadata map[string]any
+}
+
+// KV2Version is the metadata.version of a KV v2 read, "" for any other
+// response.
+func (r *Response) KV2Version() string {
+	switch v := r.Metadata["version"].(type) {
+	case json.Number:
+		return v.String()
+	case float64: // a Response decoded without UseNumber
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
 }
 
 // Do sends req with token. PUT and POST are the same operation to Vault, so
