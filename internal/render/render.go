@@ -79,6 +79,9 @@ type Input struct {
 
 // Parse parses text and collects the objects and paths it refers to.
 func Parse(text string) (*Template, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, &Error{Reason: "is empty: write the file's text, such as \"user={{ .Data.username }}\""}
+	}
 	t := &Template{text: text}
 	tmpl, err := template.New("t").Option("missingkey=error").Funcs(t.funcs()).Parse(text)
 	if err != nil {
@@ -86,9 +89,6 @@ func Parse(text string) (*Template, error) {
 	}
 	if len(tmpl.Templates()) > 1 {
 		return nil, &Error{Reason: "{{define}} and {{block}} are not supported: a template is one file's text"}
-	}
-	if tmpl.Tree == nil || tmpl.Root == nil {
-		return nil, &Error{Reason: "is empty"}
 	}
 	step, err := template.New("step").Funcs(t.funcs()).Parse("{{" + funcStep + "}}")
 	if err != nil {
@@ -102,12 +102,22 @@ func Parse(text string) (*Template, error) {
 }
 
 // Objects are the objectNames the template's object calls name, in order of
-// first use.
-func (t *Template) Objects() []string { return slices.Clone(t.objects) }
+// first use; none for a nil Template.
+func (t *Template) Objects() []string {
+	if t == nil {
+		return nil
+	}
+	return slices.Clone(t.objects)
+}
 
 // Secrets are the paths the template's secret calls name, as written, in
-// order of first use.
-func (t *Template) Secrets() []string { return slices.Clone(t.secrets) }
+// order of first use; none for a nil Template.
+func (t *Template) Secrets() []string {
+	if t == nil {
+		return nil
+	}
+	return slices.Clone(t.secrets)
+}
 
 // walk checks the tree under n, records the literals of object and secret
 // calls and puts a step counter at the top of every range body.
