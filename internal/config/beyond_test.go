@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -161,5 +162,22 @@ func TestBeyondNames(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestCheckFileName(t *testing.T) {
+	for name, want := range map[string]string{
+		"password": "", "tls.crt": "", ".env": "", "a b": "",
+		"":                       "an empty name",
+		"..":                     `".." is not a safe file name: it is "." or ".."`,
+		"a/b":                    `"a/b" is not a safe file name: it contains "/"`,
+		`a\b`:                    `contains`,
+		"a\x00":                  `NUL`,
+		strings.Repeat("x", 256): "longer than 255 bytes",
+	} {
+		got := CheckFileName(name)
+		if (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("CheckFileName(%.20q) = %q, want %q", name, got, want)
+		}
 	}
 }

@@ -751,3 +751,24 @@ func (m *Mount) Requests() []Object {
 	}
 	return out
 }
+
+// CheckFileName says why name, a key or secret name that becomes a file or
+// directory name of an expanded object, is not a safe one; "" when it is.
+// Like checkObjectName, it keeps every file inside the mount, and it keeps
+// one name to one path segment.
+func CheckFileName(name string) string {
+	var why string
+	switch {
+	case name == "":
+		return "an empty name is not a safe file name"
+	case name == "." || name == "..":
+		why = `it is "." or ".."`
+	case strings.ContainsAny(name, "/\\\x00"):
+		why = `it contains "/", "\" or a NUL byte`
+	case len(name) > maxSegment:
+		why = "it is longer than 255 bytes"
+	default:
+		return ""
+	}
+	return quote(name) + " is not a safe file name: " + why
+}

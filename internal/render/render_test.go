@@ -85,6 +85,7 @@ func TestParseErrors(t *testing.T) {
 		{"secret as an argument", `{{ call secret "x" }}`, 1, []string{"literal"}},
 		{"define", `{{ define "x" }}a{{ end }}{{ template "x" }}`, 0, []string{"{{define}}"}},
 		{"template call", `{{ template "t" }}`, 1, []string{"{{template}}"}},
+		{"blank", " \n", 0, []string{"empty"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(tc.text)
