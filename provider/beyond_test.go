@@ -270,6 +270,11 @@ func TestExpandTree(t *testing.T) {
 	putKV(t, v, "render/tree/web", map[string]any{"user": "w"})
 	putKV(t, v, "render/tree/db", map[string]any{"user": "d", "password": "p"})
 	putKV(t, v, "render/tree/nested/deeper", map[string]any{"user": "n"})
+	putKV(t, v, "render/tree/gone", map[string]any{"user": "g"})
+	// Deleted, but KV v2 still lists it: left out.
+	if err := v.Client.KVv2("secret").Delete(t.Context(), "render/tree/gone"); err != nil {
+		t.Fatal(err)
+	}
 	s := serve(t, provider.Options{})
 	mount := renderMount(t, s, "expand-tree")
 
@@ -281,7 +286,7 @@ func TestExpandTree(t *testing.T) {
 	got := files(resp)
 	want := map[string]string{"apps/db/user": "d", "apps/db/password": "p", "apps/web/user": "w"}
 	if len(got) != len(want) {
-		t.Errorf("files %v, want %v (sub-directories are not descended)", keysOf(got), want)
+		t.Errorf("files %v, want %v (sub-directories are not descended, deleted secrets left out)", keysOf(got), want)
 	}
 	for k, w := range want {
 		if got[k] != w {
@@ -297,8 +302,8 @@ func TestExpandTree(t *testing.T) {
 
 	t.Run("more secrets than maxObjects fails before reading them", func(t *testing.T) {
 		reads := auditCount(t, "secret/data/render/tree/web")
-		resp, err := mount("- {objectName: apps, secretPath: secret/data/render/tree, expand: tree, maxObjects: 1}")
-		wantCode(t, resp, err, codes.InvalidArgument, `"apps"`, "2 secrets, more than maxObjects (1)")
+		resp, err := mount("- {objectName: apps, secretPath: secret/data/render/tree, expand: tree, maxObjects: 2}")
+		wantCode(t, resp, err, codes.InvalidArgument, `"apps"`, "3 secrets, more than maxObjects (2)")
 		if n := auditCount(t, "secret/data/render/tree/web") - reads; n != 0 {
 			t.Errorf("%d reads of a secret after the guard failed, want 0", n)
 		}

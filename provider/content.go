@@ -181,12 +181,14 @@ func listed(o config.Object, r *vault.Response) ([]string, error) {
 }
 
 // treeSecret is the read of secret name of tree object o, named after o so
-// that its errors name o.
+// that its errors name o. It is optional: a secret deleted since (or whose
+// current version is deleted) is left out.
 func treeSecret(o config.Object, name string) config.Object {
-	return config.Object{Name: o.Name, Path: o.TreeData + "/" + name, Method: http.MethodGet}
+	return config.Object{Name: o.Name, Path: o.TreeData + "/" + name, Method: http.MethodGet, Optional: true}
 }
 
-// expandTree writes objectName/<secret>/<key> for each listed secret.
+// expandTree writes objectName/<secret>/<key> for each listed secret that
+// has a current version.
 func expandTree(i int, o config.Object, list *vault.Response, responses map[string]*vault.Response) ([]file, error) {
 	names, err := listed(o, list)
 	if err != nil {
@@ -194,7 +196,11 @@ func expandTree(i int, o config.Object, list *vault.Response, responses map[stri
 	}
 	var out []file
 	for _, n := range names {
-		fs, err := expandKeys(i, o, o.Name+"/"+n, responses[treeSecret(o, n).RequestKey()])
+		r, ok := responses[treeSecret(o, n).RequestKey()]
+		if !ok {
+			continue
+		}
+		fs, err := expandKeys(i, o, o.Name+"/"+n, r)
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %w", n, err)
 		}

@@ -121,7 +121,8 @@ func (s *Server) readAll(ctx context.Context, base *api.Client, sess *session, o
 	return out, err
 }
 
-// readBatch reads objects into out. It returns the objects Vault denied
+// readBatch reads objects into out (Optional ones Vault has not are left
+// out). It returns the objects Vault denied
 // (403) with the first denial's error; any other failure is returned as err
 // and stops the batch.
 func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session, lg vault.Login, objects []config.Object, out map[string]*vault.Response) (denied []config.Object, deniedErr, err error) {
@@ -133,6 +134,8 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 		g.Go(func() error {
 			r, err := s.read(gctx, base, sess.key, lg, o)
 			switch {
+			case o.Optional && vault.NotFound(err):
+				return nil // left out: no response
 			case vault.Denied(err):
 				denials[i] = fmt.Errorf("object %q: %w", o.Name, err)
 			case err != nil:
@@ -153,7 +156,9 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 			}
 			continue
 		}
-		out[o.RequestKey()] = results[i]
+		if results[i] != nil {
+			out[o.RequestKey()] = results[i]
+		}
 	}
 	return denied, deniedErr, nil
 }

@@ -55,6 +55,10 @@ type Object struct {
 	// KeyMode is the mode of the private key file of the PEM formats:
 	// filePermission if set, else 0600.
 	KeyMode os.FileMode `json:",omitempty"`
+	// Optional: Vault's 404 leaves the request out instead of failing the
+	// mount. Set on the reads of an expand: tree listing only, whose
+	// secrets may be deleted (KV v2 lists a deleted secret's metadata).
+	Optional bool `json:"-"`
 }
 
 // Expand says how one object becomes several files.
