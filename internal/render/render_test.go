@@ -113,6 +113,7 @@ func TestExecuteErrors(t *testing.T) {
 	}{
 		{"missing key", "\n{{ .Data.nope }}", 2, []string{"<.Data.nope>", `no entry for key "nope"`}},
 		{"required", `{{ required "set password in Vault" .Data.empty }}`, 1, []string{"required: set password in Vault"}},
+		{"required on a missing key through index", `{{ index .Data "nope" | required "need nope" }}`, 1, []string{"required: need nope"}},
 		{"bad base64", `{{ .Data.password | base64Decode }}`, 1, []string{"not valid base64"}},
 		{"value never shown", `{{ range .Data.password }}{{ end }}`, 1, []string{"not shown"}},
 		{"output bounded", `{{ range 100000 }}{{ $.Data.password }}{{ $.Data.password }}{{ end }}`, 0, []string{"larger than"}},
