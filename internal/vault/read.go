@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/hashicorp/vault/api"
 
@@ -43,13 +42,8 @@ type Response struct {
 // KV2Version is the metadata.version of a KV v2 read, "" for any other
 // response.
 func (r *Response) KV2Version() string {
-	switch v := r.Metadata["version"].(type) {
-	case json.Number:
-		return v.String()
-	case float64: // a Response decoded without UseNumber
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return ""
+	v, _ := r.Metadata["version"].(json.Number) // parse decodes numbers as json.Number
+	return v.String()
 }
 
 // Do sends req with token. PUT and POST are the same operation to Vault, so
