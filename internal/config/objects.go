@@ -123,7 +123,8 @@ func (o Object) RequestKey() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// objectFields are the keys of an objects entry: the peer's, plus objectFormat.
+// objectFields are the keys of an objects entry: the peer's, plus
+// objectFormat, template, write, expand and maxObjects.
 var objectFields = []string{"objectName", "secretPath", "secretKey", "method", "secretArgs", "filePermission", "encoding", "objectFormat", "template", "write", "expand", "maxObjects"}
 
 // maxMerges bounds the mappings merge keys (<<) may pull into one entry:
@@ -156,8 +157,8 @@ func parseObjects(s string, format Format, mode os.FileMode) ([]Object, error) {
 
 	objs := make([]Object, 0, len(list.Content))
 	names := make(map[string]int, len(list.Content)) // objectName -> index
-	files := make(map[string]int, len(list.Content)) // written file (or expanded directory) -> index
-	dirs := make(map[string]int)                     // directory a written name needs -> first index needing it
+	files := make(map[string]int, len(list.Content)) // written file -> index
+	dirs := make(map[string]int)                     // directory a written name needs (or an object writes into) -> first index
 	for i, n := range list.Content {
 		o, err := parseObject(i, resolve(n), format, mode)
 		if err != nil {
