@@ -56,3 +56,60 @@ func TestContent(t *testing.T) {
 		})
 	}
 }
+
+// outputs over parsed objects and responses as the vault package returns
+// them: which files, in which order, with which version inputs.
+func TestOutputs(t *testing.T) {
+	m, err := config.Parse(`{"roleName":"r","csi.storage.k8s.io/pod.name":"p","csi.storage.k8s.io/pod.namespace":"n","objects":"`+
+		`- {objectName: db, secretPath: secret/data/db, write: false}\n`+
+		`- {objectName: t, template: '{{ (object \"db\").user }}'}\n`+
+		`- {objectName: k, secretPath: secret/data/db, secretKey: '*', encoding: base64}\n`+
+		`- {objectName: tree, secretPath: secret/metadata/d, expand: tree}\n"}`, "/mnt", "420", config.Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv2 := func(data map[string]any, version string) *vault.Response {
+		return &vault.Response{Data: data, KVVersion: 2, Metadata: map[string]any{"version": json.Number(version)}}
+	}
+	db := m.Objects[0]
+	responses := map[string]*vault.Response{
+		db.RequestKey():           kv2(map[string]any{"user": "dXNlcg==", "n": "MQ=="}, "4"),
+		m.Objects[3].RequestKey(): {Data: map[string]any{"keys": []any{"b", "a", "sub/", "gone"}}},
+	}
+	more, err := treeReads(m.Objects, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, r := range more {
+		paths = append(paths, r.Path)
+		if !r.Optional || r.Name != "tree" {
+			t.Errorf("tree read %+v: want optional, named after its object", r)
+		}
+		if r.Path != "secret/data/d/gone" { // deleted since the listing: no response
+			responses[r.RequestKey()] = kv2(map[string]any{"x": r.Path}, "1")
+		}
+	}
+	if want := "secret/data/d/a secret/data/d/b secret/data/d/gone"; strings.Join(paths, " ") != want {
+		t.Errorf("tree reads %q, want %q (sorted, sub-directories skipped)", paths, want)
+	}
+
+	fs, err := outputs(m.Objects, responses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range fs {
+		got = append(got, f.path+"="+string(f.contents)+"@"+f.kv2)
+	}
+	want := []string{"t=dXNlcg==@", "k/n=1@4", "k/user=user@4", "tree/a/x=secret/data/d/a@1", "tree/b/x=secret/data/d/b@1"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("files\n%q\nwant\n%q", got, want)
+	}
+
+	// A listing with more secrets than maxObjects fails before any read.
+	m.Objects[3].MaxObjects = 2
+	if _, err := treeReads(m.Objects, responses); !errors.Is(err, errUnfit) || !strings.Contains(err.Error(), "3 secrets, more than maxObjects (2)") {
+		t.Errorf("treeReads over maxObjects: %v", err)
+	}
+}

@@ -18,6 +18,10 @@ var (
 	errMissingKey = errors.New("key not found")
 	// errBadContent: the value does not decode with the object's encoding.
 	errBadContent = errors.New("value does not match the encoding")
+	// errUnfit: what Vault returned cannot be written the way the object
+	// asks: a key that is not a file name, more keys or secrets than
+	// maxObjects, a PEM format for a response without a certificate.
+	errUnfit = errors.New("the secret does not fit the object")
 )
 
 // code maps an error from the mount pipeline to the gRPC code the driver
@@ -30,7 +34,7 @@ func code(err error) codes.Code {
 	switch {
 	case err == nil:
 		return codes.OK
-	case errors.As(err, &ce), errors.Is(err, errBadContent):
+	case errors.As(err, &ce), errors.Is(err, errBadContent), errors.Is(err, errUnfit):
 		return codes.InvalidArgument
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded

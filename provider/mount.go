@@ -3,13 +3,12 @@ package provider
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -55,22 +54,32 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 			return lg, err
 		},
 	}
-	responses, err := s.readAll(ctx, base, sess, m.Objects)
+	responses, err := s.readAll(ctx, base, sess, m.Requests())
 	if err != nil {
 		return m, nil, err
 	}
-
-	resp := &v1alpha1.MountResponse{}
-	contents := make([][]byte, len(m.Objects))
-	for i, o := range m.Objects {
-		if contents[i], err = content(o, responses[o.RequestKey()]); err != nil {
-			return m, nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
-		}
-		// config caps modes at 0777, so the conversion cannot overflow.
-		resp.Files = append(resp.Files, &v1alpha1.File{Path: o.Name, Mode: int32(o.Mode), Contents: contents[i]}) //nolint:gosec // G115: mode ≤ 0777
-
+	// expand: tree reads the secrets its listings name: a second batch.
+	more, err := treeReads(m.Objects, responses)
+	if err != nil {
+		return m, nil, err
 	}
-	resp.ObjectVersion = s.versions(ctx, m.Objects, contents)
+	if len(more) > 0 {
+		read, err := s.readAll(ctx, base, sess, more)
+		if err != nil {
+			return m, nil, err
+		}
+		maps.Copy(responses, read)
+	}
+
+	out, err := outputs(m.Objects, responses)
+	if err != nil {
+		return m, nil, err
+	}
+	resp := &v1alpha1.MountResponse{ObjectVersion: s.versions(ctx, out)}
+	for _, f := range out {
+		// config caps modes at 0777, so the conversion cannot overflow.
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.path, Mode: int32(f.mode), Contents: f.contents}) //nolint:gosec // G115: mode ≤ 0777
+	}
 	return m, resp, nil
 }
 
@@ -112,7 +121,8 @@ func (s *Server) readAll(ctx context.Context, base *api.Client, sess *session, o
 	return out, err
 }
 
-// readBatch reads objects into out. It returns the objects Vault denied
+// readBatch reads objects into out (Optional ones Vault has not are left
+// out). It returns the objects Vault denied
 // (403) with the first denial's error; any other failure is returned as err
 // and stops the batch.
 func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session, lg vault.Login, objects []config.Object, out map[string]*vault.Response) (denied []config.Object, deniedErr, err error) {
@@ -124,6 +134,8 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 		g.Go(func() error {
 			r, err := s.read(gctx, base, sess.key, lg, o)
 			switch {
+			case o.Optional && vault.NotFound(err):
+				return nil // left out: no response
 			case vault.Denied(err):
 				denials[i] = fmt.Errorf("object %q: %w", o.Name, err)
 			case err != nil:
@@ -144,7 +156,9 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 			}
 			continue
 		}
-		out[o.RequestKey()] = results[i]
+		if results[i] != nil {
+			out[o.RequestKey()] = results[i]
+		}
 	}
 	return denied, deniedErr, nil
 }
@@ -174,58 +188,12 @@ func operation(method string) string {
 	return "write"
 }
 
-// content is the file for o from its response.
-func content(o config.Object, r *vault.Response) ([]byte, error) {
-	var raw []byte
-	switch {
-	case o.Key != "":
-		v, ok := r.Data[o.Key]
-		if !ok {
-			return nil, fmt.Errorf("%w: secretKey %q is not in the secret", errMissingKey, o.Key)
-		}
-		if str, isString := v.(string); isString {
-			raw = []byte(str)
-		} else {
-			b, err := json.Marshal(v)
-			if err != nil {
-				return nil, fmt.Errorf("encode value of secretKey %q: %w", o.Key, err)
-			}
-			raw = b
-		}
-	case o.Format == config.FormatData:
-		b, err := json.Marshal(r.Data)
-		if err != nil {
-			return nil, fmt.Errorf("encode secret data: %w", err)
-		}
-		raw = b
-	default:
-		// The peer writes Vault's whole response; drop-in users parse it.
-		raw = r.Body
-	}
-	return decode(o.Encoding, raw)
-}
-
-func decode(enc config.Encoding, raw []byte) ([]byte, error) {
-	switch enc {
-	case config.EncodingBase64:
-		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
-		if err != nil {
-			return nil, fmt.Errorf("%w: encoding is base64 but the value is not valid base64", errBadContent)
-		}
-		return b, nil
-	case config.EncodingHex:
-		b, err := hex.DecodeString(strings.TrimSpace(string(raw)))
-		if err != nil {
-			return nil, fmt.Errorf("%w: encoding is hex but the value is not valid hex", errBadContent)
-		}
-		return b, nil
-	}
-	return raw, nil
-}
-
-// versions are the object versions; without the HMAC key they are empty
-// strings, as the peer does, so mounts still work.
-func (s *Server) versions(ctx context.Context, objects []config.Object, contents [][]byte) []*v1alpha1.ObjectVersion {
+// versions are the files' object versions: an HMAC of the object's
+// configuration (and the file's path, for objects that write several) and
+// the content, prefixed with the KV v2 version where the file has one.
+// Without the HMAC key the HMAC part is empty, as the peer's versions are,
+// so mounts still work.
+func (s *Server) versions(ctx context.Context, files []file) []*v1alpha1.ObjectVersion {
 	var key []byte
 	if s.opts.Keys != nil {
 		var err error
@@ -233,13 +201,21 @@ func (s *Server) versions(ctx context.Context, objects []config.Object, contents
 			s.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "object versions disabled: no HMAC key", slog.String("error", err.Error()))
 		}
 	}
-	out := make([]*v1alpha1.ObjectVersion, len(objects))
-	for i, o := range objects {
-		out[i] = &v1alpha1.ObjectVersion{Id: o.Name}
+	out := make([]*v1alpha1.ObjectVersion, len(files))
+	for i, f := range files {
+		var v string
 		if key != nil {
-			spec, _ := json.Marshal(o) // plain data: cannot fail
-			out[i].Version = objectversion.Version(key, spec, contents[i])
+			spec, _ := json.Marshal(f.object) // plain data: cannot fail
+			if f.path != f.object.Name {
+				// JSON holds no raw NUL, so the path stays apart from it.
+				spec = append(append(spec, 0), f.path...)
+			}
+			v = objectversion.Version(key, spec, f.contents)
 		}
+		if f.kv2 != "" {
+			v = objectversion.KV2(f.kv2, v)
+		}
+		out[i] = &v1alpha1.ObjectVersion{Id: f.path, Version: v}
 	}
 	return out
 }

@@ -39,6 +39,12 @@ const (
 	FormatEnvelope Format = ""
 	// FormatData writes only the secret's key/value map (data.data for KV v2).
 	FormatData Format = "data"
+	// FormatPEMSplit writes a PKI issue/sign response as objectName/tls.crt,
+	// tls.key, ca.crt and ca-chain.crt.
+	FormatPEMSplit Format = "pem-split"
+	// FormatPEMBundle writes a PKI issue response as one file: the key, then
+	// the certificate and its chain, as a kubernetes.io/tls Secret takes it.
+	FormatPEMBundle Format = "pem-bundle"
 )
 
 // TLS is how the provider reaches Vault over TLS.

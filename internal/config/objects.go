@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +16,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/okevault/vault-csi-provider/internal/render"
 )
 
 // Object is one file of the mount and the Vault request that fills it.
@@ -28,6 +31,60 @@ type Object struct {
 	Mode     os.FileMode    // filePermission if set, else the request's permission
 	Encoding Encoding
 	Format   Format
+
+	// The fields below go beyond the peer. They are left out of the JSON
+	// that object versions hash when unset, so the versions of objects that
+	// do not use them stay as they were.
+
+	// TemplateText renders the file instead of secretKey; Template is it
+	// parsed and Inputs are the GET requests of its secret calls, by the
+	// path as the template writes it. Path is "" when the template reads no
+	// secret of its own.
+	TemplateText string            `json:"Template,omitempty"`
+	Template     *render.Template  `json:"-"`
+	Inputs       map[string]Object `json:"-"`
+	// NoWrite (write: false) marks an object read only as a template input.
+	NoWrite bool `json:",omitempty"`
+	// Expand makes one file per key (or per secret and key) under Name.
+	Expand Expand `json:",omitempty"`
+	// MaxObjects bounds the keys (keys) or secrets (tree) Expand writes.
+	MaxObjects int `json:",omitempty"`
+	// TreeData is, for ExpandTree, the KV v2 data path of the listed
+	// directory; Path is its metadata path, listed with ?list=true.
+	TreeData string `json:",omitempty"`
+	// KeyMode is the mode of the private key file of the PEM formats:
+	// filePermission if set, else 0600.
+	KeyMode os.FileMode `json:",omitempty"`
+	// Optional: Vault's 404 leaves the request out instead of failing the
+	// mount. Set on the reads of an expand: tree listing only, whose
+	// secrets may be deleted (KV v2 lists a deleted secret's metadata).
+	Optional bool `json:"-"`
+}
+
+// Expand says how one object becomes several files.
+type Expand string
+
+const (
+	// ExpandKeys writes objectName/<key> for each key of the secret.
+	ExpandKeys Expand = "keys"
+	// ExpandTree lists a KV v2 directory and writes
+	// objectName/<secret>/<key> for each secret directly in it.
+	ExpandTree Expand = "tree"
+)
+
+// Bounds of maxObjects.
+const (
+	DefaultMaxObjects = 100
+	maxMaxObjects     = 1000
+)
+
+// keyModePEM is the mode of a private key file without filePermission.
+const keyModePEM os.FileMode = 0o600
+
+// Dir reports whether o writes a directory of files at Name rather than one
+// file.
+func (o Object) Dir() bool {
+	return o.Expand != "" || o.Format == FormatPEMSplit
 }
 
 // RequestKey identifies a Vault request so identical ones in one mount are made once: method, path, canonical query and canonical JSON of Args.
@@ -66,8 +123,9 @@ func (o Object) RequestKey() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// objectFields are the keys of an objects entry: the peer's, plus objectFormat.
-var objectFields = []string{"objectName", "secretPath", "secretKey", "method", "secretArgs", "filePermission", "encoding", "objectFormat"}
+// objectFields are the keys of an objects entry: the peer's, plus
+// objectFormat, template, write, expand and maxObjects.
+var objectFields = []string{"objectName", "secretPath", "secretKey", "method", "secretArgs", "filePermission", "encoding", "objectFormat", "template", "write", "expand", "maxObjects"}
 
 // maxMerges bounds the mappings merge keys (<<) may pull into one entry:
 // through aliases, a few hundred bytes of merges can otherwise fan out to
@@ -98,20 +156,26 @@ func parseObjects(s string, format Format, mode os.FileMode) ([]Object, error) {
 	}
 
 	objs := make([]Object, 0, len(list.Content))
-	files := make(map[string]int, len(list.Content)) // objectName -> index
-	dirs := make(map[string]int)                     // directory an objectName needs -> first index needing it
+	names := make(map[string]int, len(list.Content)) // objectName -> index
+	files := make(map[string]int, len(list.Content)) // written file -> index
+	dirs := make(map[string]int)                     // directory a written name needs (or an object writes into) -> first index
 	for i, n := range list.Content {
 		o, err := parseObject(i, resolve(n), format, mode)
 		if err != nil {
 			return nil, err
 		}
 		param := fmt.Sprintf("objects[%d].objectName", i)
-		if j, ok := files[o.Name]; ok {
+		if j, ok := names[o.Name]; ok {
 			return nil, &Error{Param: param, Reason: fmt.Sprintf("%s is also the objectName of objects[%d]; object names must be unique", quote(o.Name), j)}
+		}
+		names[o.Name] = i
+		objs = append(objs, o)
+		if o.NoWrite {
+			continue // a template input: its name is a label, not a file
 		}
 		// The driver writes every file in one atomic step and fails the
 		// whole mount, obscurely, if "db" must be both a file and a directory.
-		if j, ok := dirs[o.Name]; ok {
+		if j, ok := dirs[o.Name]; ok && !o.Dir() {
 			return nil, &Error{Param: param, Reason: fmt.Sprintf("%s is a directory of objects[%d]'s file %s, so it cannot also be a file", quote(o.Name), j, quote(objs[j].Name))}
 		}
 		for k := range len(o.Name) {
@@ -126,10 +190,47 @@ func parseObjects(s string, format Format, mode os.FileMode) ([]Object, error) {
 				dirs[dir] = i
 			}
 		}
-		files[o.Name] = i
-		objs = append(objs, o)
+		if o.Dir() {
+			// Its own files are known only when read; the mount checks them.
+			if _, ok := dirs[o.Name]; !ok {
+				dirs[o.Name] = i
+			}
+		} else {
+			files[o.Name] = i
+		}
+	}
+	for i := range objs {
+		if err := checkInputs(i, objs, names); err != nil {
+			return nil, err
+		}
 	}
 	return objs, nil
+}
+
+// checkInputs checks that the objects object i's template names exist and
+// have a secret of their own to give it.
+func checkInputs(i int, objs []Object, names map[string]int) error {
+	if objs[i].Template == nil {
+		return nil
+	}
+	for _, name := range objs[i].Template.Objects() {
+		j, ok := names[name]
+		var reason string
+		switch {
+		case !ok:
+			reason = "is not the objectName of any object"
+		case j == i:
+			reason = "is this object: use .Data for its own secret"
+		case objs[j].Path == "":
+			reason = fmt.Sprintf("is objects[%d], which reads no secret (it has no secretPath)", j)
+		case objs[j].Expand == ExpandTree:
+			reason = fmt.Sprintf("is objects[%d], a directory listing (expand: tree), not a secret", j)
+		}
+		if reason != "" {
+			return &Error{Param: fmt.Sprintf("objects[%d].template", i), Reason: fmt.Sprintf("calls object %s, which %s", quote(name), reason)}
+		}
+	}
+	return nil
 }
 
 // parseObject validates entry i of the list.
@@ -171,24 +272,15 @@ func parseObject(i int, n *yaml.Node, format Format, mode os.FileMode) (Object, 
 		return Object{}, &Error{Param: param("objectName"), Reason: reason}
 	}
 
-	path, query, _ := strings.Cut(text["secretPath"], "?")
-	path = strings.TrimPrefix(path, "/")
-	path = strings.TrimPrefix(path, "v1/")
-	switch {
-	case text["secretPath"] == "":
-		return Object{}, &Error{Param: param("secretPath"), Reason: `is required: the Vault API path to read, such as "secret/data/db" (/v1/ is implied)`}
-	case path == "":
-		return Object{}, &Error{Param: param("secretPath"), Reason: `must name a path after /v1/, such as "secret/data/db"`}
-	case hasSegment(path, ".."):
-		return Object{}, &Error{Param: param("secretPath"), Reason: `must not contain ".." segments`}
-	}
-	o.Path = path
-	if query != "" {
-		q, err := url.ParseQuery(query)
-		if err != nil {
-			return Object{}, &Error{Param: param("secretPath"), Reason: `has a query string that is not valid; write it as "?name=value&other=value" with %-escapes where needed`}
+	_, hasTemplate := text["template"]
+	if sp := text["secretPath"]; sp != "" {
+		path, query, reason := parsePath(sp)
+		if reason != "" {
+			return Object{}, &Error{Param: param("secretPath"), Reason: reason}
 		}
-		o.Query = q
+		o.Path, o.Query = path, query
+	} else if !hasTemplate {
+		return Object{}, &Error{Param: param("secretPath"), Reason: `is required: the Vault API path to read, such as "secret/data/db" (/v1/ is implied)`}
 	}
 
 	switch m := strings.ToUpper(text["method"]); m {
@@ -198,6 +290,13 @@ func parseObject(i int, n *yaml.Node, format Format, mode os.FileMode) (Object, 
 		o.Method = m
 	default:
 		return Object{}, &Error{Param: param("method"), Reason: "must be GET (the default), PUT or POST, not " + quote(text["method"])}
+	}
+	if o.Path == "" && (text["method"] != "" || fields["secretArgs"] != nil) {
+		field := "method"
+		if text["method"] == "" {
+			field = "secretArgs"
+		}
+		return Object{}, &Error{Param: param(field), Reason: "needs secretPath: it is how that path is requested"}
 	}
 
 	if v := fields["secretArgs"]; v != nil {
@@ -226,13 +325,166 @@ func parseObject(i int, n *yaml.Node, format Format, mode os.FileMode) (Object, 
 	}
 
 	if t := text["objectFormat"]; t != "" {
-		f, ok := parseFormat(t)
+		f, ok := parseObjectFormat(t)
 		if !ok {
-			return Object{}, &Error{Param: param("objectFormat"), Reason: `must be "json" (the whole Vault response) or "data" (only the secret's key/value map), not ` + quote(t)}
+			return Object{}, &Error{Param: param("objectFormat"), Reason: `must be "json" (the whole Vault response), "data" (only the secret's key/value map), "pem-split" or "pem-bundle" (the certificate and key of a PKI issue), not ` + quote(t)}
 		}
 		o.Format = f
 	}
+	if w, ok := text["write"]; ok {
+		b, err := strconv.ParseBool(w)
+		if err != nil {
+			return Object{}, &Error{Param: param("write"), Reason: "must be true (the default) or false (the object is only a template's input), not " + quote(w)}
+		}
+		o.NoWrite = !b
+	}
+	if hasTemplate {
+		if err := o.parseTemplate(param, text); err != nil {
+			return Object{}, err
+		}
+		return o, nil
+	}
+	if err := o.parseExpand(param, text, fields["secretArgs"] != nil); err != nil {
+		return Object{}, err
+	}
+	if o.Format == FormatPEMSplit || o.Format == FormatPEMBundle {
+		switch {
+		case o.Key != "":
+			return Object{}, &Error{Param: param("secretKey"), Reason: "cannot be set with objectFormat " + string(o.Format) + ": the certificate, key and chain are taken from the PKI response"}
+		case o.Encoding != EncodingUTF8:
+			return Object{}, &Error{Param: param("encoding"), Reason: "cannot be set with objectFormat " + string(o.Format) + ": PEM is text"}
+		}
+		o.KeyMode = keyModePEM
+		if text["filePermission"] != "" {
+			o.KeyMode = o.Mode
+		}
+	}
 	return o, nil
+}
+
+// parseTemplate sets o's template. A template makes the whole file, so the
+// fields that pick or shape a value do not apply.
+func (o *Object) parseTemplate(param func(string) string, text map[string]string) error {
+	for _, f := range []string{"secretKey", "encoding", "objectFormat", "expand", "maxObjects"} {
+		if text[f] != "" {
+			return &Error{Param: param(f), Reason: "cannot be set with template: the template makes the whole file"}
+		}
+	}
+	t, err := render.Parse(text["template"])
+	if err != nil {
+		var re *render.Error
+		if errors.As(err, &re) && re.Line > 0 {
+			return &Error{Param: param("template"), Reason: fmt.Sprintf("line %d of the template: %s", re.Line, re.Reason)}
+		}
+		return &Error{Param: param("template"), Reason: err.Error()}
+	}
+	o.TemplateText, o.Template = text["template"], t
+	o.Inputs = map[string]Object{}
+	for _, lit := range t.Secrets() {
+		path, query, reason := parsePath(lit)
+		if reason != "" {
+			return &Error{Param: param("template"), Reason: "calls secret " + quote(lit) + ", whose path " + reason}
+		}
+		o.Inputs[lit] = Object{Name: o.Name, Path: path, Query: query, Method: http.MethodGet}
+	}
+	return nil
+}
+
+// parseExpand reads expand, its spelling secretKey: "*", and maxObjects.
+func (o *Object) parseExpand(param func(string) string, text map[string]string, hasArgs bool) error {
+	switch e := strings.ToLower(text["expand"]); e {
+	case "":
+	case string(ExpandKeys), string(ExpandTree):
+		o.Expand = Expand(e)
+	default:
+		return &Error{Param: param("expand"), Reason: `must be "keys" (a file per key of the secret) or "tree" (a directory per secret of a KV v2 directory), not ` + quote(text["expand"])}
+	}
+	switch {
+	case o.Key == "*" && o.Expand == ExpandTree:
+		return &Error{Param: param("secretKey"), Reason: `must be unset with expand: tree; "*" is the spelling of expand: keys`}
+	case o.Key == "*":
+		o.Key, o.Expand = "", ExpandKeys
+	case o.Key != "" && o.Expand != "":
+		return &Error{Param: param("secretKey"), Reason: "cannot be set with expand: every key is written"}
+	}
+	if t := text["maxObjects"]; t != "" {
+		n, err := strconv.Atoi(t)
+		switch {
+		case o.Expand == "":
+			return &Error{Param: param("maxObjects"), Reason: "applies only with expand (or secretKey: \"*\")"}
+		case err != nil || n < 1 || n > maxMaxObjects:
+			return &Error{Param: param("maxObjects"), Reason: fmt.Sprintf("must be a whole number from 1 to %d, not %s", maxMaxObjects, quote(t))}
+		}
+		o.MaxObjects = n
+	}
+	if o.Expand == "" {
+		return nil
+	}
+	if o.MaxObjects == 0 {
+		o.MaxObjects = DefaultMaxObjects
+	}
+	if text["objectFormat"] != "" {
+		return &Error{Param: param("objectFormat"), Reason: "cannot be set with expand: each key's value is written as it is"}
+	}
+	if o.Expand != ExpandTree {
+		return nil
+	}
+	switch {
+	case o.Method != http.MethodGet || hasArgs:
+		field := "method"
+		if hasArgs {
+			field = "secretArgs"
+		}
+		return &Error{Param: param(field), Reason: "cannot be set with expand: tree, which lists and reads"}
+	case o.Query != nil:
+		return &Error{Param: param("secretPath"), Reason: "cannot have a query string with expand: tree"}
+	}
+	meta, data, ok := kv2Dir(o.Path)
+	if !ok {
+		return &Error{Param: param("secretPath"), Reason: `must be a KV v2 directory's metadata path with expand: tree, such as "secret/metadata/app" (the data path "secret/data/app" is understood too), not ` + quote(o.Path)}
+	}
+	o.Path, o.TreeData, o.Query = meta, data, url.Values{"list": {"true"}}
+	return nil
+}
+
+// kv2Dir splits a KV v2 directory path at its first "metadata" or "data"
+// segment after the mount into the path to list and the prefix of its
+// secrets' data paths.
+func kv2Dir(path string) (meta, data string, ok bool) {
+	segs := strings.Split(strings.TrimRight(path, "/"), "/")
+	for k := 1; k < len(segs); k++ {
+		if segs[k] != "metadata" && segs[k] != "data" {
+			continue
+		}
+		mount, rest := strings.Join(segs[:k], "/"), strings.Join(segs[k+1:], "/")
+		if rest != "" {
+			rest = "/" + rest
+		}
+		return mount + "/metadata" + rest + "/", mount + "/data" + rest, true
+	}
+	return "", "", false
+}
+
+// parsePath reads a Vault API path as secretPath takes it: /v1/ implied,
+// with an optional query string. reason says what is wrong.
+func parsePath(s string) (path string, query url.Values, reason string) {
+	path, rawQuery, _ := strings.Cut(s, "?")
+	path = strings.TrimPrefix(path, "/")
+	path = strings.TrimPrefix(path, "v1/")
+	switch {
+	case path == "":
+		return "", nil, `must name a path after /v1/, such as "secret/data/db"`
+	case hasSegment(path, ".."):
+		return "", nil, `must not contain ".." segments`
+	}
+	if rawQuery != "" {
+		q, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return "", nil, `has a query string that is not valid; write it as "?name=value&other=value" with %-escapes where needed`
+		}
+		query = q
+	}
+	return path, query, ""
 }
 
 // problem is what is wrong with an entry, before its index is known.
@@ -467,6 +719,16 @@ func parseFileMode(s string) (os.FileMode, bool) {
 	return os.FileMode(n), true
 }
 
+// parseObjectFormat reads an object's objectFormat, which has the PEM
+// formats too; the class-wide objectFormat does not.
+func parseObjectFormat(s string) (Format, bool) {
+	switch f := Format(strings.ToLower(s)); f {
+	case FormatPEMSplit, FormatPEMBundle:
+		return f, true
+	}
+	return parseFormat(s)
+}
+
 func parseFormat(s string) (Format, bool) {
 	switch strings.ToLower(s) {
 	case "", "json":
@@ -475,4 +737,43 @@ func parseFormat(s string) (Format, bool) {
 		return FormatData, true
 	}
 	return "", false
+}
+
+// Requests are the Vault requests the objects need, before any expand: tree
+// listing is known: one per object with a secretPath and one per secret a
+// template calls. Each is an Object named after the object that needs it, so
+// that an error names it; identical requests share a RequestKey and are made
+// once.
+func (m *Mount) Requests() []Object {
+	var out []Object
+	for _, o := range m.Objects {
+		if o.Path != "" {
+			out = append(out, o)
+		}
+		for _, lit := range o.Template.Secrets() {
+			out = append(out, o.Inputs[lit])
+		}
+	}
+	return out
+}
+
+// CheckFileName says why name, a key or secret name that becomes a file or
+// directory name of an expanded object, is not a safe one; "" when it is.
+// Like checkObjectName, it keeps every file inside the mount, and it keeps
+// one name to one path segment.
+func CheckFileName(name string) string {
+	var why string
+	switch {
+	case name == "":
+		return "an empty name is not a safe file name"
+	case name == "." || name == "..":
+		why = `it is "." or ".."`
+	case strings.ContainsAny(name, "/\\\x00"):
+		why = `it contains "/", "\" or a NUL byte`
+	case len(name) > maxSegment:
+		why = "it is longer than 255 bytes"
+	default:
+		return ""
+	}
+	return quote(name) + " is not a safe file name: " + why
 }

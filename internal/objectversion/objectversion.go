@@ -3,6 +3,11 @@
 // the object's configuration and content, keyed by 32 random bytes kept in a
 // Kubernetes Secret so that versions agree across restarts and nodes while
 // revealing nothing about the content.
+//
+// A file read from a KV v2 secret also shows the secret's version, as
+// "kv2:<metadata.version>:<HMAC>" (KV2), so that SecretProviderClassPodStatus
+// tells which version a pod has. Such a version moves when the content
+// changes and also when a write makes a new KV version, even of the same data.
 package objectversion
 
 import (
@@ -106,4 +111,10 @@ func Version(key, spec, content []byte) string {
 	_, _ = fmt.Fprintf(m, "%d:", len(content))
 	m.Write(content)
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// KV2 prefixes version, an HMAC from Version (or "" without a key), with
+// the KV v2 version of the secret the content came from.
+func KV2(kvVersion, version string) string {
+	return "kv2:" + kvVersion + ":" + version
 }

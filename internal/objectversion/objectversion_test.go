@@ -90,3 +90,12 @@ func TestKeysBadSecret(t *testing.T) {
 		t.Fatal("a 5-byte key was accepted")
 	}
 }
+
+func TestKV2(t *testing.T) {
+	if got := KV2("3", "abc"); got != "kv2:3:abc" {
+		t.Errorf("KV2 = %q, want kv2:3:abc", got)
+	}
+	if got := KV2("3", ""); got != "kv2:3:" {
+		t.Errorf("KV2 without an HMAC = %q, want kv2:3:", got)
+	}
+}

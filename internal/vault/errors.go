@@ -35,6 +35,13 @@ func Denied(err error) bool {
 	return errors.As(err, &ve) && ve.Status == http.StatusForbidden
 }
 
+// NotFound reports whether Vault has nothing at the path (404), including a
+// KV v2 secret whose version is deleted.
+func NotFound(err error) bool {
+	var ve *Error
+	return errors.As(err, &ve) && ve.Status == http.StatusNotFound
+}
+
 // wrap turns an error from the api package into an *Error. Vault's error
 // strings ("permission denied", "invalid role name") are kept; the request
 // URL and body are not, since a body may hold a token.

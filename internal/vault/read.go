@@ -39,6 +39,13 @@ type Response struct {
 	Metadata map[string]any
 }
 
+// KV2Version is the metadata.version of a KV v2 read, "" for any other
+// response.
+func (r *Response) KV2Version() string {
+	v, _ := r.Metadata["version"].(json.Number) // parse decodes numbers as json.Number
+	return v.String()
+}
+
 // Do sends req with token. PUT and POST are the same operation to Vault, so
 // both are sent as PUT.
 func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request) (*Response, error) {

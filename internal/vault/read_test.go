@@ -41,6 +41,16 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
+	for body, want := range map[string]string{
+		`{"data":{"data":{"k":"v"},"metadata":{"version":3}}}`: "3",
+		`{"data":{"k":"v"}}`: "",
+		`{"data":{"data":{"k":"v"},"metadata":{"created_time":"x"}}}`: "",
+	} {
+		r, err := parse(req, []byte(body))
+		if err != nil || r.KV2Version() != want {
+			t.Errorf("KV2Version of %s = %q, %v; want %q", body, r.KV2Version(), err, want)
+		}
+	}
 	if _, err := parse(req, []byte("<html>")); err == nil {
 		t.Error("a non-JSON body was accepted")
 	}

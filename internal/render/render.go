@@ -1,0 +1,421 @@
+package render
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Limits of one execution. A template cannot recurse ({{template}} is
+// refused), so its loops are its ranges: each iteration is a step.
+const (
+	MaxOutput = 1 << 20
+	MaxSteps  = 100_000
+)
+
+// Function names that take a literal: what they name is read before the
+// template runs.
+const (
+	funcObject = "object"
+	funcSecret = "secret"
+	// funcStep is put at the top of every range body to count iterations.
+	funcStep = "_step"
+)
+
+// Error is a template that does not parse or fails to run. Reason never
+// holds secret values.
+type Error struct {
+	Line   int // line in the template, 0 when unknown
+	Reason string
+}
+
+func (e *Error) Error() string {
+	if e.Line == 0 {
+		return e.Reason
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+}
+
+// Template is a parsed template. It is meant to be executed once (a mount
+// parses its own): Execute is not safe for concurrent use.
+type Template struct {
+	tmpl    *template.Template
+	objects []string
+	secrets []string
+	text    string // for the lines of errors found by the walk
+	steps   int
+	in      Input
+}
+
+// Input is what a template sees. Data and the maps' values are secrets'
+// key/value maps as decoded from Vault's JSON.
+type Input struct {
+	// Data is the object's own secret (its secretPath), nil when it has none.
+	Data map[string]any
+	// Objects are the other objects' secrets by objectName.
+	Objects map[string]map[string]any
+	// Secrets are the secrets of the template's secret calls, by the path
+	// as the template writes it.
+	Secrets map[string]map[string]any
+}
+
+// Parse parses text and collects the objects and paths it refers to.
+func Parse(text string) (*Template, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, &Error{Reason: "is empty: write the file's text, such as \"user={{ .Data.username }}\""}
+	}
+	t := &Template{text: text}
+	tmpl, err := template.New("t").Option("missingkey=error").Funcs(t.funcs()).Parse(text)
+	if err != nil {
+		return nil, parseError(err)
+	}
+	if len(tmpl.Templates()) > 1 {
+		return nil, &Error{Reason: "{{define}} and {{block}} are not supported: a template is one file's text"}
+	}
+	step, err := template.New("step").Funcs(t.funcs()).Parse("{{" + funcStep + "}}")
+	if err != nil {
+		return nil, err // a constant template: cannot fail
+	}
+	if err := t.walk(tmpl.Root, step.Root.Nodes[0]); err != nil {
+		return nil, err
+	}
+	t.tmpl = tmpl
+	return t, nil
+}
+
+// Objects are the objectNames the template's object calls name, in order of
+// first use; none for a nil Template.
+func (t *Template) Objects() []string {
+	if t == nil {
+		return nil
+	}
+	return slices.Clone(t.objects)
+}
+
+// Secrets are the paths the template's secret calls name, as written, in
+// order of first use; none for a nil Template.
+func (t *Template) Secrets() []string {
+	if t == nil {
+		return nil
+	}
+	return slices.Clone(t.secrets)
+}
+
+// walk checks the tree under n, records the literals of object and secret
+// calls and puts a step counter at the top of every range body.
+func (t *Template) walk(n parse.Node, step parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := t.walk(c, step); err != nil {
+				return err
+			}
+		}
+	case *parse.ActionNode:
+		return t.walk(n.Pipe, step)
+	case *parse.PipeNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Cmds {
+			if err := t.walk(c, step); err != nil {
+				return err
+			}
+		}
+	case *parse.CommandNode:
+		return t.command(n, step)
+	case *parse.ChainNode:
+		return t.walk(n.Node, step)
+	case *parse.IfNode:
+		return t.branch(&n.BranchNode, step)
+	case *parse.WithNode:
+		return t.branch(&n.BranchNode, step)
+	case *parse.RangeNode:
+		if err := t.branch(&n.BranchNode, step); err != nil {
+			return err
+		}
+		n.List.Nodes = append([]parse.Node{step.Copy()}, n.List.Nodes...)
+	case *parse.TemplateNode:
+		return &Error{Line: t.line(n), Reason: "{{template}} is not supported: a template is one file's text"}
+	case *parse.IdentifierNode:
+		if n.Ident == funcObject || n.Ident == funcSecret {
+			return &Error{Line: t.line(n), Reason: fmt.Sprintf("%s can only be called directly with a literal, such as (%s %q)", n.Ident, n.Ident, example(n.Ident))}
+		}
+	}
+	return nil
+}
+
+func (t *Template) branch(b *parse.BranchNode, step parse.Node) error {
+	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
+		if l, ok := n.(*parse.ListNode); ok && l == nil {
+			continue
+		}
+		if err := t.walk(n, step); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// command records object and secret calls, whose argument must be a
+// literal string so the read is known before the template runs.
+func (t *Template) command(c *parse.CommandNode, step parse.Node) error {
+	for i, a := range c.Args {
+		id, ok := a.(*parse.IdentifierNode)
+		if !ok || id.Ident != funcObject && id.Ident != funcSecret {
+			if err := t.walk(a, step); err != nil {
+				return err
+			}
+			continue
+		}
+		var lit *parse.StringNode
+		if i == 0 && len(c.Args) == 2 {
+			lit, _ = c.Args[1].(*parse.StringNode)
+		}
+		if lit == nil {
+			return &Error{Line: t.line(c), Reason: fmt.Sprintf("%s takes one literal string, such as (%s %q): what a template reads must be known before it runs", id.Ident, id.Ident, example(id.Ident))}
+		}
+		list := &t.secrets
+		if id.Ident == funcObject {
+			list = &t.objects
+		}
+		if !slices.Contains(*list, lit.Text) {
+			*list = append(*list, lit.Text)
+		}
+		return nil
+	}
+	return nil
+}
+
+func example(fn string) string {
+	if fn == funcObject {
+		return "db"
+	}
+	return "secret/data/app"
+}
+
+// line is n's line in the template text, from its byte offset.
+func (t *Template) line(n parse.Node) int {
+	pos := min(int(n.Position()), len(t.text))
+	return strings.Count(t.text[:pos], "\n") + 1
+}
+
+// Execute renders the template.
+func (t *Template) Execute(in Input) ([]byte, error) {
+	t.in, t.steps = in, 0
+	var out limited
+	dot := struct {
+		Data    map[string]any
+		Objects map[string]map[string]any
+	}{in.Data, in.Objects}
+	if err := t.tmpl.Execute(&out, dot); err != nil {
+		return nil, execError(err)
+	}
+	return out.buf.Bytes(), nil
+}
+
+// limited is a buffer that refuses to grow past MaxOutput.
+type limited struct{ buf bytes.Buffer }
+
+var errTooLarge = fmt.Errorf("the output is larger than %d bytes", MaxOutput)
+
+func (l *limited) Write(p []byte) (int, error) {
+	if l.buf.Len()+len(p) > MaxOutput {
+		return 0, errTooLarge
+	}
+	return l.buf.Write(p)
+}
+
+// safeError is an error of this package's functions: its text holds no
+// value, so it can be shown.
+type safeError struct{ msg string }
+
+func (e *safeError) Error() string { return e.msg }
+
+func (t *Template) funcs() template.FuncMap {
+	return template.FuncMap{
+		funcObject: func(name string) (map[string]any, error) {
+			d, ok := t.in.Objects[name]
+			if !ok {
+				return nil, &safeError{fmt.Sprintf("object %q has no data", name)}
+			}
+			return d, nil
+		},
+		funcSecret: func(path string) (map[string]any, error) {
+			d, ok := t.in.Secrets[path]
+			if !ok {
+				return nil, &safeError{fmt.Sprintf("secret %q was not read", path)}
+			}
+			return d, nil
+		},
+		funcStep: func() (string, error) {
+			if t.steps++; t.steps > MaxSteps {
+				return "", &safeError{fmt.Sprintf("ranges ran more than %d iterations", MaxSteps)}
+			}
+			return "", nil
+		},
+		"base64Encode": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"base64Decode": func(s string) (string, error) {
+			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+			if err != nil {
+				return "", &safeError{"the value is not valid base64"}
+			}
+			return string(b), nil
+		},
+		"toJSON": func(v any) (string, error) {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return "", &safeError{"the value cannot be written as JSON"}
+			}
+			return string(b), nil
+		},
+		"toJSONPretty": func(v any) (string, error) {
+			b, err := json.MarshalIndent(v, "", "  ")
+			if err != nil {
+				return "", &safeError{"the value cannot be written as JSON"}
+			}
+			return string(b), nil
+		},
+		"toYAML": func(v any) (string, error) {
+			b, err := yaml.Marshal(plain(v))
+			if err != nil {
+				return "", &safeError{"the value cannot be written as YAML"}
+			}
+			return strings.TrimSuffix(string(b), "\n"), nil
+		},
+		"default": func(def, v any) any {
+			if empty(v) {
+				return def
+			}
+			return v
+		},
+		"required": func(msg string, v any) (any, error) {
+			if empty(v) {
+				return nil, &safeError{"required: " + msg}
+			}
+			return v, nil
+		},
+		"join": func(sep string, list []any) string {
+			parts := make([]string, len(list))
+			for i, e := range list {
+				parts[i] = fmt.Sprint(e)
+			}
+			return strings.Join(parts, sep)
+		},
+		"trimSpace": strings.TrimSpace,
+		"toUpper":   strings.ToUpper,
+		"toLower":   strings.ToLower,
+	}
+}
+
+// empty is what default and required treat as unset: nil, "", a zero
+// number, false, or an empty list or map.
+func empty(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case string:
+		return t == ""
+	case json.Number:
+		f, err := t.Float64()
+		return err == nil && f == 0
+	case bool:
+		return !t
+	case []any:
+		return len(t) == 0
+	case map[string]any:
+		return len(t) == 0
+	}
+	return false
+}
+
+// plain turns json.Number (how Vault's numbers are decoded) into numbers,
+// so YAML writes 5432 rather than "5432".
+func plain(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		if f, err := t.Float64(); err == nil {
+			return f
+		}
+		return t.String()
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = plain(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = plain(e)
+		}
+		return out
+	}
+	return v
+}
+
+// text/template's errors read "template: t:LINE[:COL]: ...".
+var errLine = regexp.MustCompile(`^template: t:(\d+):(?:\d+:)? ?(.*)$`)
+
+// parseError keeps the line and parser's message: it quotes the template,
+// never a secret.
+func parseError(err error) error {
+	m := errLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{Reason: "does not parse"}
+	}
+	n, _ := strconv.Atoi(m[1])
+	return &Error{Line: n, Reason: m[2]}
+}
+
+// execNode is what text/template puts after the position of an execution
+// error: `executing "t" at <.Data.x>: reason`.
+var execNode = regexp.MustCompile(`^executing "t" at (<.*?>): (.*)$`)
+
+// safeExec are execution failures whose text names template elements or
+// types, never values. Others (such as "range can't iterate over VALUE")
+// can quote a secret, so only their place is shown.
+var safeExec = []string{"map has no entry for key", "can't evaluate field", "nil pointer evaluating", "wrong number of args", "wrong type for value", "error calling index", "error calling slice", "error calling len", "error calling eq", "error calling ne", "error calling lt", "error calling le", "error calling gt", "error calling ge", "can't call method"}
+
+func execError(err error) error {
+	var se *safeError
+	if errors.Is(err, errTooLarge) {
+		return &Error{Reason: errTooLarge.Error()}
+	}
+	m := errLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		// The step counter's own template: no line of the user's.
+		if errors.As(err, &se) {
+			return &Error{Reason: se.msg}
+		}
+		return &Error{Reason: "failed (the cause is not shown: it may quote a secret value)"}
+	}
+	n, _ := strconv.Atoi(m[1])
+	at, reason := "", "failed (the cause is not shown: it may quote a secret value)"
+	if e := execNode.FindStringSubmatch(m[2]); e != nil {
+		at = " at " + e[1]
+		switch {
+		case errors.As(err, &se):
+			reason = se.msg
+		case slices.ContainsFunc(safeExec, func(p string) bool { return strings.HasPrefix(e[2], p) }):
+			reason = e[2]
+		}
+	}
+	return &Error{Line: n, Reason: "executing" + at + ": " + reason}
+}

@@ -1,0 +1,294 @@
+package provider
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/render"
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+// file is one file of the mount and what its object version is made of.
+type file struct {
+	path     string
+	mode     os.FileMode
+	contents []byte
+	index    int           // of the object it comes from, for errors
+	object   config.Object // hashed into the version
+	kv2      string        // metadata.version of the KV v2 secret it comes from, "" when none
+}
+
+// outputs shapes the responses into the mount's files, in object order.
+func outputs(objects []config.Object, responses map[string]*vault.Response) ([]file, error) {
+	var (
+		out    []file
+		inputs map[string]map[string]any // the templates' .Objects, built once
+	)
+	for i, o := range objects {
+		if o.NoWrite {
+			continue
+		}
+		r := responses[o.RequestKey()]
+		one := func(contents []byte, kv2 string) {
+			out = append(out, file{path: o.Name, mode: o.Mode, contents: contents, index: i, object: o, kv2: kv2})
+		}
+		var (
+			fs  []file
+			err error
+		)
+		switch {
+		case o.Template != nil:
+			if inputs == nil {
+				inputs = templateObjects(objects, responses)
+			}
+			var b []byte
+			if b, err = execute(i, o, inputs, responses); err == nil {
+				one(b, "")
+			}
+		case o.Expand == config.ExpandKeys:
+			fs, err = expandKeys(i, o, o.Name, r)
+		case o.Expand == config.ExpandTree:
+			fs, err = expandTree(i, o, r, responses)
+		case o.Format == config.FormatPEMSplit || o.Format == config.FormatPEMBundle:
+			fs, err = pemFiles(i, o, r)
+		default:
+			var b []byte
+			if b, err = content(o, r); err == nil {
+				one(b, r.KV2Version())
+			}
+		}
+		if err != nil {
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				return nil, err // names its parameter already
+			}
+			return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
+		}
+		out = append(out, fs...)
+	}
+	return out, checkPaths(out)
+}
+
+// templateObjects are the secrets of the objects a template may call by
+// name: every object that reads one (a tree object lists, it has none).
+func templateObjects(objects []config.Object, responses map[string]*vault.Response) map[string]map[string]any {
+	in := map[string]map[string]any{}
+	for _, o := range objects {
+		if o.Path != "" && o.Expand != config.ExpandTree {
+			in[o.Name] = responses[o.RequestKey()].Data
+		}
+	}
+	return in
+}
+
+// execute renders object i's template. Its failures are InvalidArgument,
+// naming objects[i].template.
+func execute(i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response) ([]byte, error) {
+	in := render.Input{Objects: objects, Secrets: map[string]map[string]any{}}
+	if o.Path != "" {
+		in.Data = responses[o.RequestKey()].Data
+	}
+	for lit, req := range o.Inputs {
+		in.Secrets[lit] = responses[req.RequestKey()].Data
+	}
+	b, err := o.Template.Execute(in)
+	var re *render.Error
+	switch {
+	case errors.As(err, &re) && re.Line > 0:
+		return nil, &config.Error{Param: fmt.Sprintf("objects[%d].template", i), Reason: fmt.Sprintf("line %d of the template: %s", re.Line, re.Reason)}
+	case err != nil:
+		return nil, &config.Error{Param: fmt.Sprintf("objects[%d].template", i), Reason: err.Error()}
+	}
+	return b, nil
+}
+
+// expandKeys writes dir/<key> for each key of r's secret.
+func expandKeys(i int, o config.Object, dir string, r *vault.Response) ([]file, error) {
+	if len(r.Data) > o.MaxObjects {
+		return nil, fmt.Errorf("%w: the secret has %d keys, more than maxObjects (%d)", errUnfit, len(r.Data), o.MaxObjects)
+	}
+	var out []file
+	for _, k := range slices.Sorted(maps.Keys(r.Data)) {
+		if why := config.CheckFileName(k); why != "" {
+			return nil, fmt.Errorf("%w: key %s", errUnfit, why)
+		}
+		raw, err := value(r.Data, k)
+		if err != nil {
+			return nil, err
+		}
+		b, err := decode(o.Encoding, raw)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		out = append(out, file{path: dir + "/" + k, mode: o.Mode, contents: b, index: i, object: o, kv2: r.KV2Version()})
+	}
+	return out, nil
+}
+
+// treeReads are the reads the expand: tree objects need once their
+// directories are listed: one per secret directly in each directory. They
+// are checked before any is made: names that are not safe file names, or
+// more secrets than maxObjects, fail the mount.
+func treeReads(objects []config.Object, responses map[string]*vault.Response) ([]config.Object, error) {
+	var out []config.Object
+	for _, o := range objects {
+		if o.Expand != config.ExpandTree {
+			continue
+		}
+		names, err := listed(o, responses[o.RequestKey()])
+		if err != nil {
+			return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
+		}
+		for _, n := range names {
+			out = append(out, treeSecret(o, n))
+		}
+	}
+	return out, nil
+}
+
+// listed are the secrets a LIST response names. Sub-directories (names
+// ending in "/") are not descended into.
+func listed(o config.Object, r *vault.Response) ([]string, error) {
+	raw, _ := r.Data["keys"].([]any)
+	var names []string
+	for _, k := range raw {
+		name, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: the listing is not a list of names", errUnfit)
+		}
+		if strings.HasSuffix(name, "/") {
+			continue
+		}
+		if why := config.CheckFileName(name); why != "" {
+			return nil, fmt.Errorf("%w: secret %s", errUnfit, why)
+		}
+		names = append(names, name)
+	}
+	if len(names) > o.MaxObjects {
+		return nil, fmt.Errorf("%w: the directory has %d secrets, more than maxObjects (%d)", errUnfit, len(names), o.MaxObjects)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// treeSecret is the read of secret name of tree object o, named after o so
+// that its errors name o. It is optional: a secret deleted since (or whose
+// current version is deleted) is left out.
+func treeSecret(o config.Object, name string) config.Object {
+	return config.Object{Name: o.Name, Path: o.TreeData + "/" + name, Method: http.MethodGet, Optional: true}
+}
+
+// expandTree writes objectName/<secret>/<key> for each listed secret that
+// has a current version.
+func expandTree(i int, o config.Object, list *vault.Response, responses map[string]*vault.Response) ([]file, error) {
+	names, err := listed(o, list)
+	if err != nil {
+		return nil, err
+	}
+	var out []file
+	for _, n := range names {
+		r, ok := responses[treeSecret(o, n).RequestKey()]
+		if !ok {
+			continue
+		}
+		fs, err := expandKeys(i, o, o.Name+"/"+n, r)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", n, err)
+		}
+		out = append(out, fs...)
+	}
+	return out, nil
+}
+
+// checkPaths keeps the driver's rule for the files expansions generate, as
+// config does for objectNames: one path is one file, never also a directory.
+func checkPaths(files []file) error {
+	at := make(map[string]int, len(files))
+	for i, f := range files {
+		at[f.path] = i
+	}
+	for _, f := range files {
+		for k := range len(f.path) {
+			if f.path[k] != '/' {
+				continue
+			}
+			if j, ok := at[f.path[:k]]; ok {
+				return &config.Error{Param: fmt.Sprintf("objects[%d].objectName", f.index), Reason: fmt.Sprintf("%q needs %q to be a directory, but objects[%d] writes a file there", f.path, f.path[:k], files[j].index)}
+			}
+		}
+	}
+	seen := make(map[string]int, len(files))
+	for _, f := range files {
+		if j, ok := seen[f.path]; ok {
+			return &config.Error{Param: fmt.Sprintf("objects[%d].objectName", f.index), Reason: fmt.Sprintf("writes %q, which objects[%d] writes too", f.path, j)}
+		}
+		seen[f.path] = f.index
+	}
+	return nil
+}
+
+// content is the file for o from its response.
+func content(o config.Object, r *vault.Response) ([]byte, error) {
+	var raw []byte
+	switch {
+	case o.Key != "":
+		v, err := value(r.Data, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		raw = v
+	case o.Format == config.FormatData:
+		b, err := json.Marshal(r.Data)
+		if err != nil {
+			return nil, fmt.Errorf("encode secret data: %w", err)
+		}
+		raw = b
+	default:
+		// The peer writes Vault's whole response; drop-in users parse it.
+		raw = r.Body
+	}
+	return decode(o.Encoding, raw)
+}
+
+// value is key's value: a string as it is, anything else as JSON.
+func value(data map[string]any, key string) ([]byte, error) {
+	v, ok := data[key]
+	if !ok {
+		return nil, fmt.Errorf("%w: secretKey %q is not in the secret", errMissingKey, key)
+	}
+	if str, isString := v.(string); isString {
+		return []byte(str), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode value of key %q: %w", key, err)
+	}
+	return b, nil
+}
+
+func decode(enc config.Encoding, raw []byte) ([]byte, error) {
+	switch enc {
+	case config.EncodingBase64:
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: encoding is base64 but the value is not valid base64", errBadContent)
+		}
+		return b, nil
+	case config.EncodingHex:
+		b, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: encoding is hex but the value is not valid hex", errBadContent)
+		}
+		return b, nil
+	}
+	return raw, nil
+}
