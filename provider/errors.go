@@ -42,6 +42,8 @@ func code(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, errMissingKey):
 		return codes.NotFound
+	case errors.Is(err, errTooLarge):
+		return codes.ResourceExhausted
 	case errors.As(err, &ve):
 		return vaultCode(ve.Status)
 	}
