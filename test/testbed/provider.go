@@ -27,6 +27,10 @@ type ProviderOptions struct {
 	Kube *Kube
 	// Args are extra flags, e.g. -vault-addr.
 	Args []string
+	// Env are extra environment variables, KEY=value, added after the
+	// test's own VAULT_* and KUBECONFIG are removed: to check what the
+	// provider does with them.
+	Env []string
 	// Dir holds the log. Empty: a new temporary directory that Close removes.
 	Dir string
 }
@@ -107,7 +111,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (_ *Provider, err er
 	}
 	p.HealthAddr = hostPort(port)
 	args := []string{"-provider-dir=" + opts.ProvidersDir, "-health-addr=" + p.HealthAddr, "-log-level=debug"}
-	env := childEnv()
+	env := childEnv(opts.Env...)
 	if opts.Kube != nil {
 		if err := opts.Kube.CreateNamespace(ctx, ProviderNamespace); err != nil {
 			return nil, err
