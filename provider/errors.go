@@ -44,6 +44,9 @@ func code(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, errTooLarge):
 		return codes.ResourceExhausted
+	case errors.Is(err, errPodLookup):
+		// Usually the apiserver is briefly unreachable: let the driver retry.
+		return codes.Unavailable
 	case errors.As(err, &ve):
 		return vaultCode(ve.Status)
 	}

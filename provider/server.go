@@ -47,6 +47,9 @@ type Options struct {
 	MountTimeout time.Duration
 	// ReadConcurrency bounds the Vault requests one Mount has in flight.
 	ReadConcurrency int
+	// PodAttributes, when set, refuses parameters pods set through their
+	// volumeAttributes other than the allowed ones; nil: pods may set any.
+	PodAttributes *PodAttributes
 	// MaxResponseSize is the largest MountResponse sent, in bytes; it must
 	// match the driver's --max-call-recv-msg-size. 0: DefaultMaxResponseSize.
 	MaxResponseSize int

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,5 +120,24 @@ func TestRunHostile(t *testing.T) {
 	}
 	if strings.Contains(out, rootToken) || strings.Contains(out, "root-token") {
 		t.Errorf("the log prints the token:\n%s", out)
+	}
+}
+
+func TestFlagsAllowedPodAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, nil}, // unset: pods may set any key, as with the driver alone
+		{[]string{"-allowed-pod-attributes="}, []string{}},
+		{[]string{"-allowed-pod-attributes= objects, vaultNamespace ,"}, []string{"objects", "vaultNamespace"}},
+	} {
+		f, err := parseFlags(tc.args, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (f.podAttributes == nil) != (tc.want == nil) || !slices.Equal(f.podAttributes, tc.want) {
+			t.Errorf("%q: podAttributes = %#v, want %#v", tc.args, f.podAttributes, tc.want)
+		}
 	}
 }

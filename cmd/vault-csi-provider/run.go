@@ -87,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case err != nil && f.tokenRequestFallback:
 		return fmt.Errorf("-token-request-fallback needs a Kubernetes client: %w", err)
+	case err != nil && f.podAttributes != nil:
+		return fmt.Errorf("-allowed-pod-attributes needs a Kubernetes client to read pods: %w", err)
 	case err != nil:
 		logger.Warn("no Kubernetes client: object versions will be empty", "error", err.Error())
 	default:
@@ -101,6 +103,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		opts.Keys = objectversion.NewKeys(kube, ns, f.hmacSecretName)
 		if f.tokenRequestFallback {
 			opts.Tokens = &auth.TokenRequester{Client: kube}
+		}
+		if f.podAttributes != nil {
+			opts.PodAttributes = &provider.PodAttributes{Pods: kube, Allowed: f.podAttributes}
 		}
 	}
 
