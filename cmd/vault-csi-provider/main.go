@@ -46,7 +46,7 @@ type flags struct {
 	// podAttributes are the keys pods may set through volumeAttributes;
 	// nil (the flag unset) lets pods set any, as the driver does.
 	podAttributes []string
-	defaults                            config.Defaults
+	defaults      config.Defaults
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*flags, error) {

@@ -56,7 +56,7 @@ func BuildProvider(ctx context.Context, dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "vault-csi-provider")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/vault-csi-provider")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/vault-csi-provider") //nolint:gosec // G204: the test's own temp dir
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -130,7 +130,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (_ *Provider, err er
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("ready: %s", resp.Status)
 		}
