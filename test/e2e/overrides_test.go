@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"maps"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,26 +15,24 @@ import (
 // a pod's volumeAttributes to the driver as the volume context.
 func podWithAttributes(t *testing.T, class string, attrs map[string]string) (*testbed.Volume, error) {
 	t.Helper()
-	pod := podFor(t, e2eNS, e2eSA, class)
 	vol := map[string]string{"secretProviderClass": class}
-	for k, v := range attrs {
-		vol[k] = v
-	}
-	for i := range pod.Spec.Volumes {
-		if pod.Spec.Volumes[i].CSI != nil { // not the service-account token volume the apiserver adds
-			pod.Spec.Volumes[i].CSI.VolumeAttributes = vol
-		}
-	}
-	// Volumes are immutable once created: the pod is recreated with them.
-	if err := bed.kube.Client.CoreV1().Pods(e2eNS).Delete(t.Context(), pod.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	pod.ResourceVersion, pod.UID = "", ""
-	created, err := bed.kube.Client.CoreV1().Pods(e2eNS).Create(t.Context(), pod, metav1.CreateOptions{})
+	maps.Copy(vol, attrs)
+	readOnly := true
+	pod, err := bed.kube.Client.CoreV1().Pods(e2eNS).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "attrs-", Namespace: e2eNS},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: e2eSA,
+			NodeName:           testbed.NodeName,
+			Containers:         []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+			Volumes: []corev1.Volume{{Name: defaultVolume, VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+				Driver: testbed.DriverName, ReadOnly: &readOnly, VolumeAttributes: vol,
+			}}}},
+		},
+	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return publishWith(t, created, class, attrs)
+	return publishWith(t, pod, class, attrs)
 }
 
 func publishWith(t *testing.T, pod *corev1.Pod, class string, attrs map[string]string) (*testbed.Volume, error) {
