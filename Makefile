@@ -6,10 +6,24 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 IMAGE ?= vault-csi-provider:$(VERSION)
 GO_TEST_FLAGS ?= -count=1
+# How long `make fuzz` runs each fuzz target; `make test` runs their seeds only.
+FUZZTIME ?= 10s
+# Every fuzz target, as package:Target. `go test -fuzz` takes one at a time.
+FUZZ_TARGETS := \
+	./internal/config:FuzzParse \
+	./internal/config:FuzzAttributes \
+	./internal/config:FuzzObjectName \
+	./internal/config:FuzzSecretPath \
+	./internal/config:FuzzFilePermission \
+	./internal/config:FuzzEncoding \
+	./internal/config:FuzzTokens \
+	./internal/auth:FuzzClaims \
+	./internal/auth:FuzzIdentityKeysApart \
+	./internal/vault:FuzzParse
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
 export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
 
-.PHONY: help build test test-unit testbin lint demo bench load image clean
+.PHONY: help build test test-unit fuzz testbin lint demo bench load image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +39,12 @@ test: testbin ## the whole suite against the real parts (what CI runs)
 
 test-unit: ## quick loop: unit tests only, no real parts
 	go test -race -short $(GO_TEST_FLAGS) ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s), e.g. make fuzz FUZZTIME=10m
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 lint: ## golangci-lint (pinned in test/tools/lint)
 	go tool -modfile=test/tools/lint/go.mod golangci-lint run ./...

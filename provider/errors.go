@@ -50,6 +50,11 @@ func code(err error) codes.Code {
 		// Vault answers a login for a role it does not know (deleted, or
 		// never made) with 400 "invalid role name": the pod is refused.
 		return codes.PermissionDenied
+	case errors.Is(err, errTooLarge):
+		return codes.ResourceExhausted
+	case errors.Is(err, errPodLookup):
+		// Usually the apiserver is briefly unreachable: let the driver retry.
+		return codes.Unavailable
 	case errors.As(err, &ve):
 		return vaultCode(ve.Status)
 	}

@@ -25,6 +25,8 @@ func TestCode(t *testing.T) {
 		{"bad parameter", &config.Error{Param: "roleName", Reason: "required"}, codes.InvalidArgument},
 		{"bad content", fmt.Errorf("object: %w", errBadContent), codes.InvalidArgument},
 		{"missing key", fmt.Errorf("object: %w", errMissingKey), codes.NotFound},
+		{"response too large", fmt.Errorf("x: %w", errTooLarge), codes.ResourceExhausted},
+		{"pod unreadable", fmt.Errorf("x: %w", errPodLookup), codes.Unavailable},
 		{"no token", fmt.Errorf("x: %w", auth.ErrNoToken), codes.FailedPrecondition},
 		{"token of another SA", fmt.Errorf("x: %w", auth.ErrTokenRejected), codes.PermissionDenied},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), codes.DeadlineExceeded},

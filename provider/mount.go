@@ -29,6 +29,9 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.opts.PodAttributes.check(ctx, m, req.GetTargetPath()); err != nil {
+		return m, nil, err
+	}
 	if unknown := m.Unknown(); len(unknown) > 0 {
 		s.opts.Logger.LogAttrs(ctx, slog.LevelDebug, "ignoring unknown parameters", slog.Any("keys", unknown))
 	}

@@ -47,6 +47,12 @@ type Options struct {
 	MountTimeout time.Duration
 	// ReadConcurrency bounds the Vault requests one Mount has in flight.
 	ReadConcurrency int
+	// PodAttributes, when set, refuses parameters pods set through their
+	// volumeAttributes other than the allowed ones; nil: pods may set any.
+	PodAttributes *PodAttributes
+	// MaxResponseSize is the largest MountResponse sent, in bytes; it must
+	// match the driver's --max-call-recv-msg-size. 0: DefaultMaxResponseSize.
+	MaxResponseSize int
 }
 
 // Server implements v1alpha1.CSIDriverProviderServer.
@@ -67,6 +73,9 @@ func New(opts Options) *Server {
 	if opts.ReadConcurrency <= 0 {
 		opts.ReadConcurrency = 8
 	}
+	if opts.MaxResponseSize <= 0 {
+		opts.MaxResponseSize = DefaultMaxResponseSize
+	}
 	return &Server{opts: opts, now: time.Now}
 }
 
@@ -84,6 +93,9 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	defer cancel()
 
 	m, resp, err := s.mount(ctx, req)
+	if err == nil {
+		err = fits(resp, s.opts.MaxResponseSize)
+	}
 	done(code(err).String())
 	attrs := []slog.Attr{
 		slog.String("code", code(err).String()),

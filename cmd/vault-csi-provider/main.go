@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/provider"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -40,9 +41,12 @@ type flags struct {
 	readCacheTTL                        time.Duration
 	tokenRequestFallback, loginPerPod   bool
 	mountTimeout, shutdownTimeout       time.Duration
-	readConcurrency                     int
+	readConcurrency, maxResponseSize    int
 	printVersion                        bool
-	defaults                            config.Defaults
+	// podAttributes are the keys pods may set through volumeAttributes;
+	// nil (the flag unset) lets pods set any, as the driver does.
+	podAttributes []string
+	defaults      config.Defaults
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*flags, error) {
@@ -70,6 +74,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.DurationVar(&f.mountTimeout, "mount-timeout", 30*time.Second, "deadline of one Mount, inside kubelet's")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight mounts may finish on SIGTERM")
 	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")
+	podAttrs := fs.String("allowed-pod-attributes", "", "comma-separated parameters pods may set through their volume's volumeAttributes (the driver lets them override the SecretProviderClass); when set, a mount whose pod sets any other is refused. Needs get on pods")
+	fs.IntVar(&f.maxResponseSize, "max-response-size", provider.DefaultMaxResponseSize, "largest mount response in bytes: the driver's --max-call-recv-msg-size; a mount whose files exceed it fails with ResourceExhausted")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
 	fs.StringVar(&d.AuthMountPath, "vault-mount", "", "default Vault auth mount path (default: kubernetes, or jwt for vaultAuthType jwt)")
@@ -141,6 +147,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if f.readCacheSize < 1 || f.readCacheTTL < 0 {
 		return nil, errors.New("-read-cache-size must be at least 1 and -read-cache-ttl not negative")
+	}
+	if set["allowed-pod-attributes"] {
+		f.podAttributes = []string{}
+		for k := range strings.SplitSeq(*podAttrs, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				f.podAttributes = append(f.podAttributes, k)
+			}
+		}
+	}
+	if f.maxResponseSize < 1 {
+		return nil, fmt.Errorf("-max-response-size %d: must be at least 1", f.maxResponseSize)
 	}
 	if f.readConcurrency < 1 {
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)

@@ -38,6 +38,10 @@ import (
 // setting); SecretProviderClass authors choose these values.
 const maxVaultClients = 64
 
+// ignoredEnv are variables the Vault client package would read as an
+// identity; internal/vault overrides them, and the operator is told.
+var ignoredEnv = []string{"VAULT_TOKEN", "VAULT_AGENT_ADDR"}
+
 // saNamespaceFile is where a pod finds its own namespace.
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -54,6 +58,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	for _, k := range ignoredEnv {
+		if getenv(k) != "" {
+			// The name only: the value may be a token.
+			logger.Warn("ignoring "+k+": every mount logs in to Vault with its pod's own service-account token", "variable", k)
+		}
+	}
 
 	opts := provider.Options{
 		Defaults:        f.defaults,
@@ -62,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MountTimeout:    f.mountTimeout,
 		LoginPerPod:     f.loginPerPod,
 		ReadConcurrency: f.readConcurrency,
+		MaxResponseSize: f.maxResponseSize,
 	}
 	if opts.Clients, err = vault.NewClients(maxVaultClients); err != nil {
 		return err
@@ -76,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case err != nil && f.tokenRequestFallback:
 		return fmt.Errorf("-token-request-fallback needs a Kubernetes client: %w", err)
+	case err != nil && f.podAttributes != nil:
+		return fmt.Errorf("-allowed-pod-attributes needs a Kubernetes client to read pods: %w", err)
 	case err != nil:
 		logger.Warn("no Kubernetes client: object versions will be empty", "error", err.Error())
 	default:
@@ -91,6 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if f.tokenRequestFallback {
 			opts.Tokens = &auth.TokenRequester{Client: kube}
 		}
+		if f.podAttributes != nil {
+			opts.PodAttributes = &provider.PodAttributes{Pods: kube, Allowed: f.podAttributes}
+		}
 	}
 
 	if f.metricsAddr != "" {
@@ -103,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer func() { _ = os.Remove(f.endpoint) }() //nolint:gosec // G703: the operator's own -endpoint, not request input
 
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(provider.RecoverUnary(logger)))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(provider.MaxRequestSize), grpc.ChainUnaryInterceptor(provider.RecoverUnary(logger)))
 	v1alpha1.RegisterCSIDriverProviderServer(srv, provider.New(opts))
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(srv, grpcHealth)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"slices"
@@ -133,6 +134,11 @@ const (
 	paramAttributes = "attributes"
 )
 
+// maxAttributes bounds the attributes JSON. The gRPC server refuses larger
+// requests already (4 MiB, its default); the bound is repeated here so the
+// parser never decodes more, however the server is configured.
+const maxAttributes = 4 << 20
+
 // maxMode is the largest file mode accepted: permission bits only, since
 // setuid, setgid and sticky make no sense for secret files.
 const maxMode uint64 = 0o777
@@ -149,6 +155,9 @@ var knownKeys = map[string]bool{
 // Parse validates a MountRequest's attributes JSON, target path and permission (decimal string like "420").
 // Every error it returns is an *Error.
 func Parse(attributes, targetPath, permission string, d Defaults) (*Mount, error) {
+	if len(attributes) > maxAttributes {
+		return nil, &Error{Param: paramAttributes, Reason: fmt.Sprintf("are %d bytes, more than the %d a mount may carry; a SecretProviderClass should list objects, not hold data", len(attributes), maxAttributes)}
+	}
 	var attrs map[string]string
 	if err := json.Unmarshal([]byte(attributes), &attrs); err != nil {
 		// The JSON error would quote the offending input, which may be a token.
@@ -364,10 +373,8 @@ func normaliseAuthMount(s string) (string, bool) {
 			return "", false
 		}
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return "", false
-		}
+	if strings.ContainsFunc(s, isControl) {
+		return "", false
 	}
 	return s, true
 }

@@ -332,98 +332,107 @@ func wantError(t *testing.T, err error, param string, msg ...string) {
 	}
 }
 
+// del as an edit value removes the key (see parseEdited).
+const del = "\x00delete"
+
+func withObject(extra string) string { return oneObject + extra }
+
+// parseErrorCases are attribute edits and the error each must give;
+// FuzzParse and FuzzAttributes start from them.
+var parseErrorCases = []struct {
+	name     string
+	edit     map[string]string
+	defaults Defaults
+	param    string
+	msg      []string
+}{
+	{name: "roleName missing", edit: map[string]string{"roleName": del}, param: "roleName", msg: []string{"is required"}},
+	{name: "roleName empty", edit: map[string]string{"roleName": ""}, param: "roleName", msg: []string{"is required"}},
+	{name: "pod name missing", edit: map[string]string{"csi.storage.k8s.io/pod.name": del}, param: "csi.storage.k8s.io/pod.name", msg: []string{"is required"}},
+	{name: "pod namespace missing", edit: map[string]string{"csi.storage.k8s.io/pod.namespace": del}, param: "csi.storage.k8s.io/pod.namespace", msg: []string{"podInfoOnMount"}},
+
+	{name: "address without scheme", edit: map[string]string{"vaultAddress": "vault:8200"}, param: "vaultAddress", msg: []string{"http(s) URL"}},
+	{name: "address wrong scheme", edit: map[string]string{"vaultAddress": "ftp://vault"}, param: "vaultAddress", msg: []string{"http(s) URL"}},
+	{name: "address without host", edit: map[string]string{"vaultAddress": "https://"}, param: "vaultAddress", msg: []string{"with a host"}},
+	{name: "address from flags is checked too", defaults: Defaults{VaultAddress: "127.0.0.1:8200"}, param: "vaultAddress", msg: []string{"-vault-addr"}},
+	{name: "address with credentials", edit: map[string]string{"vaultAddress": "https://user:pw@vault:8200"}, param: "vaultAddress", msg: []string{"without credentials"}},
+
+	{name: "auth type unknown", edit: map[string]string{"vaultAuthType": "ldap"}, param: "vaultAuthType", msg: []string{`"kubernetes"`, `"jwt"`, `not "ldap"`}},
+	{name: "both mount paths", edit: map[string]string{"vaultAuthMountPath": "a", "vaultKubernetesMountPath": "b"}, param: "vaultAuthMountPath", msg: []string{"vaultKubernetesMountPath", "set only one"}},
+	{name: "mount only auth/", edit: map[string]string{"vaultAuthMountPath": "auth/"}, param: "vaultAuthMountPath", msg: []string{"must name a Vault auth mount"}},
+	{name: "mount only slashes", edit: map[string]string{"vaultKubernetesMountPath": "//"}, param: "vaultKubernetesMountPath", msg: []string{"must name a Vault auth mount"}},
+	{name: "mount climbs out", edit: map[string]string{"vaultAuthMountPath": "../sys/mounts"}, param: "vaultAuthMountPath", msg: []string{`".."`, `not "../sys/mounts"`}},
+	{name: "mount empty segment", edit: map[string]string{"vaultAuthMountPath": "a//b"}, param: "vaultAuthMountPath", msg: []string{"empty"}},
+	{name: "mount with query", edit: map[string]string{"vaultAuthMountPath": "k8s?x=1"}, param: "vaultAuthMountPath", msg: []string{`"?"`}},
+	{name: "mount from flags", defaults: Defaults{AuthMountPath: "a/../b"}, param: "vaultAuthMountPath", msg: []string{`".."`}},
+
+	{name: "client cert without key", edit: map[string]string{"vaultTLSClientCertPath": "/c.crt"}, param: "vaultTLSClientKeyPath", msg: []string{"vaultTLSClientCertPath is set"}},
+	{name: "client key without cert", edit: map[string]string{"vaultTLSClientKeyPath": "/c.key"}, param: "vaultTLSClientCertPath", msg: []string{"vaultTLSClientKeyPath is set"}},
+	{name: "class key alone replaces the flags' pair", defaults: Defaults{TLS: TLS{ClientCert: "/f.crt", ClientKey: "/f.key"}}, edit: map[string]string{"vaultTLSClientKeyPath": "/c.key"}, param: "vaultTLSClientCertPath"},
+	{name: "skip verify not a bool", edit: map[string]string{"vaultSkipTLSVerify": "yes"}, param: "vaultSkipTLSVerify", msg: []string{`"true" or "false"`, `not "yes"`}},
+	{name: "class objectFormat", edit: map[string]string{"objectFormat": "yaml"}, param: "objectFormat", msg: []string{`"data"`, `not "yaml"`}},
+
+	{name: "objects missing", edit: map[string]string{"objects": del}, param: "objects", msg: []string{"is required"}},
+	{name: "objects blank", edit: map[string]string{"objects": "  \n"}, param: "objects", msg: []string{"is required"}},
+	{name: "objects empty list", edit: map[string]string{"objects": "[]"}, param: "objects", msg: []string{"at least one"}},
+	{name: "objects null", edit: map[string]string{"objects": "~"}, param: "objects", msg: []string{"at least one"}},
+	{name: "objects a mapping", edit: map[string]string{"objects": "objectName: a\nsecretPath: b\n"}, param: "objects", msg: []string{"YAML list"}},
+	{name: "objects a scalar", edit: map[string]string{"objects": "secret/data/a"}, param: "objects", msg: []string{"YAML list"}},
+	{name: "objects bad YAML", edit: map[string]string{"objects": "- objectName: a\n  secretPath: [b\n"}, param: "objects", msg: []string{"not valid YAML", "line "}},
+	{name: "objects bad indentation", edit: map[string]string{"objects": "- objectName: a\n secretPath: b\n"}, param: "objects", msg: []string{"not valid YAML", "(line "}},
+	{name: "entry a scalar", edit: map[string]string{"objects": withObject("- db-password\n")}, param: "objects[1]", msg: []string{"must be a mapping"}},
+	{name: "entry a list", edit: map[string]string{"objects": withObject("- [a, b]\n")}, param: "objects[1]", msg: []string{"must be a mapping"}},
+	{name: "entry null", edit: map[string]string{"objects": withObject("-\n")}, param: "objects[1].objectName", msg: []string{"is required"}},
+	{name: "unknown field", edit: map[string]string{"objects": withObject("- objectName: b\n  secretPath: c\n  version: 3\n")}, param: "objects[1]", msg: []string{`unknown field "version"`, "objectName, secretPath"}},
+	{name: "field in wrong case", edit: map[string]string{"objects": "- objectName: b\n  secretpath: c\n"}, param: "objects[0]", msg: []string{`unknown field "secretpath"`, `did you mean "secretPath"?`}},
+	{name: "numeric field name", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  1: x\n"}, param: "objects[0]", msg: []string{`unknown field "1"`, "line 3"}},
+	{name: "non-string field name", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  ? [a]\n  : x\n"}, param: "objects[0]", msg: []string{"field name that is not a string"}},
+	{name: "merge key not a mapping", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  <<: x\n"}, param: "objects[0]", msg: []string{"merge key"}},
+	{name: "merge bomb", edit: map[string]string{"objects": mergeBomb(7)}, param: "objects[0]", msg: []string{"merges more than 64 mappings"}},
+	{name: "merge of itself", edit: map[string]string{"objects": "- &x {objectName: a, secretPath: b, <<: *x}\n"}, param: "objects[0]", msg: []string{"merges more than"}},
+	{name: "merged unknown field", edit: map[string]string{"objects": "- &x {objectName: b, secretPath: c, path: d}\n- <<: *x\n  objectName: e\n"}, param: "objects[0]", msg: []string{`unknown field "path"`}},
+	{name: "field set twice", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  secretPath: d\n"}, param: "objects[0].secretPath", msg: []string{"set twice"}},
+	{name: "objectName missing", edit: map[string]string{"objects": withObject("- secretPath: c\n")}, param: "objects[1].objectName", msg: []string{"is required"}},
+	{name: "objectName a list", edit: map[string]string{"objects": "- objectName: [a]\n  secretPath: c\n"}, param: "objects[0].objectName", msg: []string{"single value"}},
+	{name: "secretKey a mapping", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretKey: {a: b}\n"}, param: "objects[0].secretKey", msg: []string{"single value"}},
+	{name: "secretPath missing", edit: map[string]string{"objects": withObject("- objectName: b\n")}, param: "objects[1].secretPath", msg: []string{"is required"}},
+	{name: "secretPath only v1", edit: map[string]string{"objects": "- objectName: b\n  secretPath: /v1/\n"}, param: "objects[0].secretPath", msg: []string{"after /v1/"}},
+	{name: "secretPath only slashes", edit: map[string]string{"objects": "- objectName: b\n  secretPath: //\n"}, param: "objects[0].secretPath", msg: []string{"after /v1/"}},
+	{name: "secretPath with NUL", edit: map[string]string{"objects": "- objectName: b\n  secretPath: \"secret/data/a\\0b\"\n"}, param: "objects[0].secretPath", msg: []string{"control characters"}},
+	{name: "secretPath with newline", edit: map[string]string{"objects": "- objectName: b\n  secretPath: \"secret/data/a\\nb\"\n"}, param: "objects[0].secretPath", msg: []string{"control characters"}},
+	{name: "secretPath only query", edit: map[string]string{"objects": "- objectName: b\n  secretPath: \"?version=1\"\n"}, param: "objects[0].secretPath", msg: []string{"after /v1/"}},
+	{name: "secretPath climbs out", edit: map[string]string{"objects": "- objectName: b\n  secretPath: secret/../sys/raw/x\n"}, param: "objects[0].secretPath", msg: []string{`".."`}},
+	{name: "secretPath climbs out after v1", edit: map[string]string{"objects": "- objectName: b\n  secretPath: /v1/../x\n"}, param: "objects[0].secretPath", msg: []string{`".."`}},
+	{name: "secretPath bad query", edit: map[string]string{"objects": "- objectName: b\n  secretPath: secret/data/b?version=%zz\n"}, param: "objects[0].secretPath", msg: []string{"query string"}},
+	{name: "method DELETE", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  method: delete\n"}, param: "objects[0].method", msg: []string{"GET (the default), PUT or POST", `not "delete"`}},
+	{name: "filePermission digit 8", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: \"0800\"\n"}, param: "objects[0].filePermission", msg: []string{"octal file mode", `not "0800"`}},
+	{name: "filePermission too big", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: \"1777\"\n"}, param: "objects[0].filePermission", msg: []string{"no greater than 0777"}},
+	{name: "filePermission symbolic", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: rw-r--r--\n"}, param: "objects[0].filePermission", msg: []string{`"0640"`}},
+	{name: "filePermission hex", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: 0x1a4\n"}, param: "objects[0].filePermission"},
+	{name: "filePermission negative", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: -644\n"}, param: "objects[0].filePermission"},
+	{name: "filePermission bare prefix", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: 0o\n"}, param: "objects[0].filePermission"},
+	{name: "filePermission long value truncated", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: " + strings.Repeat("9", 100) + "\n"}, param: "objects[0].filePermission", msg: []string{strings.Repeat("9", 64) + `"…`}},
+	{name: "encoding unknown", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  encoding: latin1\n"}, param: "objects[0].encoding", msg: []string{`"base64"`, `not "latin1"`}},
+	{name: "objectFormat unknown", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  objectFormat: xml\n"}, param: "objects[0].objectFormat", msg: []string{`not "xml"`}},
+	{name: "secretArgs a string", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: ttl=1h\n"}, param: "objects[0].secretArgs", msg: []string{"must be a mapping"}},
+	{name: "secretArgs a list", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: [ttl]\n"}, param: "objects[0].secretArgs", msg: []string{"must be a mapping"}},
+	{name: "secretArgs key twice", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs:\n    ttl: 1h\n    ttl: 2h\n"}, param: "objects[0].secretArgs", msg: []string{"set twice", "line 5"}},
+	{name: "secretArgs nested key twice", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {a: {b: 1, b: 2}}\n"}, param: "objects[0].secretArgs", msg: []string{"set twice"}},
+	{name: "secretArgs key twice as number and string", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {1: a, \"1\": b}\n"}, param: "objects[0].secretArgs", msg: []string{"set twice"}},
+	{name: "secretArgs keys collide as JSON", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {1: a, 1.0: b}\n"}, param: "objects[0].secretArgs", msg: []string{"same once written as JSON"}},
+	{name: "secretArgs null key", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {~: a}\n"}, param: "objects[0].secretArgs", msg: []string{"plain scalar keys"}},
+	{name: "secretArgs list key", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {? [a]: b}\n"}, param: "objects[0].secretArgs"},
+	{name: "secretArgs NaN", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {x: .nan}\n"}, param: "objects[0].secretArgs", msg: []string{"JSON can carry"}},
+	{name: "secretArgs bad tag", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {x: !!int abc}\n"}, param: "objects[0].secretArgs", msg: []string{"not valid YAML"}},
+
+	{name: "tokens not JSON", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": "{"}, param: "csi.storage.k8s.io/serviceAccount.tokens", msg: []string{"JSON object"}},
+	{name: "tokens wrong shape", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":"abc"}`}, param: "csi.storage.k8s.io/serviceAccount.tokens"},
+	{name: "tokens empty token", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":{"token":""}}`}, param: "csi.storage.k8s.io/serviceAccount.tokens", msg: []string{`no token for audience "vault"`}},
+	{name: "tokens bad expiry", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":{"token":"t","expirationTimestamp":"tomorrow"}}`}, param: "csi.storage.k8s.io/serviceAccount.tokens", msg: []string{"RFC 3339"}},
+}
+
 func TestParseErrors(t *testing.T) {
-	const del = "\x00delete"
-	obj := func(extra string) string { return oneObject + extra }
-	tests := []struct {
-		name     string
-		edit     map[string]string
-		defaults Defaults
-		param    string
-		msg      []string
-	}{
-		{name: "roleName missing", edit: map[string]string{"roleName": del}, param: "roleName", msg: []string{"is required"}},
-		{name: "roleName empty", edit: map[string]string{"roleName": ""}, param: "roleName", msg: []string{"is required"}},
-		{name: "pod name missing", edit: map[string]string{"csi.storage.k8s.io/pod.name": del}, param: "csi.storage.k8s.io/pod.name", msg: []string{"is required"}},
-		{name: "pod namespace missing", edit: map[string]string{"csi.storage.k8s.io/pod.namespace": del}, param: "csi.storage.k8s.io/pod.namespace", msg: []string{"podInfoOnMount"}},
-
-		{name: "address without scheme", edit: map[string]string{"vaultAddress": "vault:8200"}, param: "vaultAddress", msg: []string{"http(s) URL"}},
-		{name: "address wrong scheme", edit: map[string]string{"vaultAddress": "ftp://vault"}, param: "vaultAddress", msg: []string{"http(s) URL"}},
-		{name: "address without host", edit: map[string]string{"vaultAddress": "https://"}, param: "vaultAddress", msg: []string{"with a host"}},
-		{name: "address from flags is checked too", defaults: Defaults{VaultAddress: "127.0.0.1:8200"}, param: "vaultAddress", msg: []string{"-vault-addr"}},
-		{name: "address with credentials", edit: map[string]string{"vaultAddress": "https://user:pw@vault:8200"}, param: "vaultAddress", msg: []string{"without credentials"}},
-
-		{name: "auth type unknown", edit: map[string]string{"vaultAuthType": "ldap"}, param: "vaultAuthType", msg: []string{`"kubernetes"`, `"jwt"`, `not "ldap"`}},
-		{name: "both mount paths", edit: map[string]string{"vaultAuthMountPath": "a", "vaultKubernetesMountPath": "b"}, param: "vaultAuthMountPath", msg: []string{"vaultKubernetesMountPath", "set only one"}},
-		{name: "mount only auth/", edit: map[string]string{"vaultAuthMountPath": "auth/"}, param: "vaultAuthMountPath", msg: []string{"must name a Vault auth mount"}},
-		{name: "mount only slashes", edit: map[string]string{"vaultKubernetesMountPath": "//"}, param: "vaultKubernetesMountPath", msg: []string{"must name a Vault auth mount"}},
-		{name: "mount climbs out", edit: map[string]string{"vaultAuthMountPath": "../sys/mounts"}, param: "vaultAuthMountPath", msg: []string{`".."`, `not "../sys/mounts"`}},
-		{name: "mount empty segment", edit: map[string]string{"vaultAuthMountPath": "a//b"}, param: "vaultAuthMountPath", msg: []string{"empty"}},
-		{name: "mount with query", edit: map[string]string{"vaultAuthMountPath": "k8s?x=1"}, param: "vaultAuthMountPath", msg: []string{`"?"`}},
-		{name: "mount from flags", defaults: Defaults{AuthMountPath: "a/../b"}, param: "vaultAuthMountPath", msg: []string{`".."`}},
-
-		{name: "client cert without key", edit: map[string]string{"vaultTLSClientCertPath": "/c.crt"}, param: "vaultTLSClientKeyPath", msg: []string{"vaultTLSClientCertPath is set"}},
-		{name: "client key without cert", edit: map[string]string{"vaultTLSClientKeyPath": "/c.key"}, param: "vaultTLSClientCertPath", msg: []string{"vaultTLSClientKeyPath is set"}},
-		{name: "class key alone replaces the flags' pair", defaults: Defaults{TLS: TLS{ClientCert: "/f.crt", ClientKey: "/f.key"}}, edit: map[string]string{"vaultTLSClientKeyPath": "/c.key"}, param: "vaultTLSClientCertPath"},
-		{name: "skip verify not a bool", edit: map[string]string{"vaultSkipTLSVerify": "yes"}, param: "vaultSkipTLSVerify", msg: []string{`"true" or "false"`, `not "yes"`}},
-		{name: "class objectFormat", edit: map[string]string{"objectFormat": "yaml"}, param: "objectFormat", msg: []string{`"data"`, `not "yaml"`}},
-
-		{name: "objects missing", edit: map[string]string{"objects": del}, param: "objects", msg: []string{"is required"}},
-		{name: "objects blank", edit: map[string]string{"objects": "  \n"}, param: "objects", msg: []string{"is required"}},
-		{name: "objects empty list", edit: map[string]string{"objects": "[]"}, param: "objects", msg: []string{"at least one"}},
-		{name: "objects null", edit: map[string]string{"objects": "~"}, param: "objects", msg: []string{"at least one"}},
-		{name: "objects a mapping", edit: map[string]string{"objects": "objectName: a\nsecretPath: b\n"}, param: "objects", msg: []string{"YAML list"}},
-		{name: "objects a scalar", edit: map[string]string{"objects": "secret/data/a"}, param: "objects", msg: []string{"YAML list"}},
-		{name: "objects bad YAML", edit: map[string]string{"objects": "- objectName: a\n  secretPath: [b\n"}, param: "objects", msg: []string{"not valid YAML", "line "}},
-		{name: "objects bad indentation", edit: map[string]string{"objects": "- objectName: a\n secretPath: b\n"}, param: "objects", msg: []string{"not valid YAML", "(line "}},
-		{name: "entry a scalar", edit: map[string]string{"objects": obj("- db-password\n")}, param: "objects[1]", msg: []string{"must be a mapping"}},
-		{name: "entry a list", edit: map[string]string{"objects": obj("- [a, b]\n")}, param: "objects[1]", msg: []string{"must be a mapping"}},
-		{name: "entry null", edit: map[string]string{"objects": obj("-\n")}, param: "objects[1].objectName", msg: []string{"is required"}},
-		{name: "unknown field", edit: map[string]string{"objects": obj("- objectName: b\n  secretPath: c\n  version: 3\n")}, param: "objects[1]", msg: []string{`unknown field "version"`, "objectName, secretPath"}},
-		{name: "field in wrong case", edit: map[string]string{"objects": "- objectName: b\n  secretpath: c\n"}, param: "objects[0]", msg: []string{`unknown field "secretpath"`, `did you mean "secretPath"?`}},
-		{name: "numeric field name", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  1: x\n"}, param: "objects[0]", msg: []string{`unknown field "1"`, "line 3"}},
-		{name: "non-string field name", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  ? [a]\n  : x\n"}, param: "objects[0]", msg: []string{"field name that is not a string"}},
-		{name: "merge key not a mapping", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  <<: x\n"}, param: "objects[0]", msg: []string{"merge key"}},
-		{name: "merge bomb", edit: map[string]string{"objects": mergeBomb(7)}, param: "objects[0]", msg: []string{"merges more than 64 mappings"}},
-		{name: "merge of itself", edit: map[string]string{"objects": "- &x {objectName: a, secretPath: b, <<: *x}\n"}, param: "objects[0]", msg: []string{"merges more than"}},
-		{name: "merged unknown field", edit: map[string]string{"objects": "- &x {objectName: b, secretPath: c, path: d}\n- <<: *x\n  objectName: e\n"}, param: "objects[0]", msg: []string{`unknown field "path"`}},
-		{name: "field set twice", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  secretPath: d\n"}, param: "objects[0].secretPath", msg: []string{"set twice"}},
-		{name: "objectName missing", edit: map[string]string{"objects": obj("- secretPath: c\n")}, param: "objects[1].objectName", msg: []string{"is required"}},
-		{name: "objectName a list", edit: map[string]string{"objects": "- objectName: [a]\n  secretPath: c\n"}, param: "objects[0].objectName", msg: []string{"single value"}},
-		{name: "secretKey a mapping", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretKey: {a: b}\n"}, param: "objects[0].secretKey", msg: []string{"single value"}},
-		{name: "secretPath missing", edit: map[string]string{"objects": obj("- objectName: b\n")}, param: "objects[1].secretPath", msg: []string{"is required"}},
-		{name: "secretPath only v1", edit: map[string]string{"objects": "- objectName: b\n  secretPath: /v1/\n"}, param: "objects[0].secretPath", msg: []string{"after /v1/"}},
-		{name: "secretPath only query", edit: map[string]string{"objects": "- objectName: b\n  secretPath: \"?version=1\"\n"}, param: "objects[0].secretPath", msg: []string{"after /v1/"}},
-		{name: "secretPath climbs out", edit: map[string]string{"objects": "- objectName: b\n  secretPath: secret/../sys/raw/x\n"}, param: "objects[0].secretPath", msg: []string{`".."`}},
-		{name: "secretPath climbs out after v1", edit: map[string]string{"objects": "- objectName: b\n  secretPath: /v1/../x\n"}, param: "objects[0].secretPath", msg: []string{`".."`}},
-		{name: "secretPath bad query", edit: map[string]string{"objects": "- objectName: b\n  secretPath: secret/data/b?version=%zz\n"}, param: "objects[0].secretPath", msg: []string{"query string"}},
-		{name: "method DELETE", edit: map[string]string{"objects": "- objectName: b\n  secretPath: c\n  method: delete\n"}, param: "objects[0].method", msg: []string{"GET (the default), PUT or POST", `not "delete"`}},
-		{name: "filePermission digit 8", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: \"0800\"\n"}, param: "objects[0].filePermission", msg: []string{"octal file mode", `not "0800"`}},
-		{name: "filePermission too big", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: \"1777\"\n"}, param: "objects[0].filePermission", msg: []string{"no greater than 0777"}},
-		{name: "filePermission symbolic", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: rw-r--r--\n"}, param: "objects[0].filePermission", msg: []string{`"0640"`}},
-		{name: "filePermission hex", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: 0x1a4\n"}, param: "objects[0].filePermission"},
-		{name: "filePermission negative", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: -644\n"}, param: "objects[0].filePermission"},
-		{name: "filePermission bare prefix", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: 0o\n"}, param: "objects[0].filePermission"},
-		{name: "filePermission long value truncated", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  filePermission: " + strings.Repeat("9", 100) + "\n"}, param: "objects[0].filePermission", msg: []string{strings.Repeat("9", 64) + `"…`}},
-		{name: "encoding unknown", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  encoding: latin1\n"}, param: "objects[0].encoding", msg: []string{`"base64"`, `not "latin1"`}},
-		{name: "objectFormat unknown", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  objectFormat: xml\n"}, param: "objects[0].objectFormat", msg: []string{`not "xml"`}},
-		{name: "secretArgs a string", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: ttl=1h\n"}, param: "objects[0].secretArgs", msg: []string{"must be a mapping"}},
-		{name: "secretArgs a list", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: [ttl]\n"}, param: "objects[0].secretArgs", msg: []string{"must be a mapping"}},
-		{name: "secretArgs key twice", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs:\n    ttl: 1h\n    ttl: 2h\n"}, param: "objects[0].secretArgs", msg: []string{"set twice", "line 5"}},
-		{name: "secretArgs nested key twice", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {a: {b: 1, b: 2}}\n"}, param: "objects[0].secretArgs", msg: []string{"set twice"}},
-		{name: "secretArgs key twice as number and string", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {1: a, \"1\": b}\n"}, param: "objects[0].secretArgs", msg: []string{"set twice"}},
-		{name: "secretArgs keys collide as JSON", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {1: a, 1.0: b}\n"}, param: "objects[0].secretArgs", msg: []string{"same once written as JSON"}},
-		{name: "secretArgs null key", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {~: a}\n"}, param: "objects[0].secretArgs", msg: []string{"plain scalar keys"}},
-		{name: "secretArgs list key", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {? [a]: b}\n"}, param: "objects[0].secretArgs"},
-		{name: "secretArgs NaN", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {x: .nan}\n"}, param: "objects[0].secretArgs", msg: []string{"JSON can carry"}},
-		{name: "secretArgs bad tag", edit: map[string]string{"objects": "- objectName: a\n  secretPath: c\n  secretArgs: {x: !!int abc}\n"}, param: "objects[0].secretArgs", msg: []string{"not valid YAML"}},
-
-		{name: "tokens not JSON", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": "{"}, param: "csi.storage.k8s.io/serviceAccount.tokens", msg: []string{"JSON object"}},
-		{name: "tokens wrong shape", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":"abc"}`}, param: "csi.storage.k8s.io/serviceAccount.tokens"},
-		{name: "tokens empty token", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":{"token":""}}`}, param: "csi.storage.k8s.io/serviceAccount.tokens", msg: []string{`no token for audience "vault"`}},
-		{name: "tokens bad expiry", edit: map[string]string{"csi.storage.k8s.io/serviceAccount.tokens": `{"vault":{"token":"t","expirationTimestamp":"tomorrow"}}`}, param: "csi.storage.k8s.io/serviceAccount.tokens", msg: []string{"RFC 3339"}},
-	}
-	for _, tt := range tests {
+	for _, tt := range parseErrorCases {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseEdited(t, tt.edit, tt.defaults)
 			wantError(t, err, tt.param, tt.msg...)
@@ -458,38 +467,41 @@ func TestParseRequestErrors(t *testing.T) {
 	}
 }
 
+// objectNameCases are objectNames and the words of their error ("" means
+// valid); FuzzObjectName starts from them.
+var objectNameCases = []struct {
+	name string
+	msg  string
+}{
+	{"password", ""},
+	{"db/password", ""},
+	{"a/b/c.txt", ""},
+	{".hidden", ""},
+	{"a..b", ""},
+	{"..a", ""},
+	{"a b", ""},
+	{strings.Repeat("x", 255), ""},
+	{strings.Repeat("x", 255) + "/" + strings.Repeat("y", 255), ""},
+	{"/etc/passwd", "is absolute"},
+	{"//x", "is absolute"},
+	{"..", `".."`},
+	{".", `"."`},
+	{"../x", `".."`},
+	{"a/../../x", `".."`},
+	{"a/..", `".."`},
+	{"./a", `"."`},
+	{"a/./b", `"."`},
+	{"a//b", "empty segment"},
+	{"a/", "empty segment"},
+	{`a\b`, "backslash"},
+	{`..\..\x`, "backslash"},
+	{"a\x00b", "NUL"},
+	{strings.Repeat("x", 256), "at most 255 bytes"},
+	{"a/" + strings.Repeat("x", 256), "at most 255 bytes"},
+}
+
 func TestObjectNames(t *testing.T) {
-	tests := []struct {
-		name string
-		msg  string // "" means valid
-	}{
-		{"password", ""},
-		{"db/password", ""},
-		{"a/b/c.txt", ""},
-		{".hidden", ""},
-		{"a..b", ""},
-		{"..a", ""},
-		{"a b", ""},
-		{strings.Repeat("x", 255), ""},
-		{strings.Repeat("x", 255) + "/" + strings.Repeat("y", 255), ""},
-		{"/etc/passwd", "is absolute"},
-		{"//x", "is absolute"},
-		{"..", `".."`},
-		{".", `"."`},
-		{"../x", `".."`},
-		{"a/../../x", `".."`},
-		{"a/..", `".."`},
-		{"./a", `"."`},
-		{"a/./b", `"."`},
-		{"a//b", "empty segment"},
-		{"a/", "empty segment"},
-		{`a\b`, "backslash"},
-		{`..\..\x`, "backslash"},
-		{"a\x00b", "NUL"},
-		{strings.Repeat("x", 256), "at most 255 bytes"},
-		{"a/" + strings.Repeat("x", 256), "at most 255 bytes"},
-	}
-	for _, tt := range tests {
+	for _, tt := range objectNameCases {
 		t.Run(fmt.Sprintf("%.40q", tt.name), func(t *testing.T) {
 			b, err := json.Marshal(tt.name) // a JSON string is a YAML double-quoted scalar
 			if err != nil {
@@ -543,26 +555,31 @@ func TestObjectNameConflicts(t *testing.T) {
 	}
 }
 
+// secretPathCases are secretPaths and what they parse to; FuzzSecretPath
+// starts from them.
+var secretPathCases = []struct {
+	in    string
+	path  string
+	query url.Values
+}{
+	{"secret/data/a", "secret/data/a", nil},
+	{"/secret/data/a", "secret/data/a", nil},
+	{"v1/secret/data/a", "secret/data/a", nil},
+	{"/v1/secret/data/a", "secret/data/a", nil},
+	{"secret/data/v1/a", "secret/data/v1/a", nil},
+	{"v1", "v1", nil},
+	{"secret/data/a?version=3", "secret/data/a", url.Values{"version": {"3"}}},
+	{"/v1/secret/data/a?version=3&x=a%20b", "secret/data/a", url.Values{"version": {"3"}, "x": {"a b"}}},
+	{"secret/data/a?list=1&list=2", "secret/data/a", url.Values{"list": {"1", "2"}}},
+	{"secret/data/a?", "secret/data/a", nil},
+	{"secret/data/a?q=x?y", "secret/data/a", url.Values{"q": {"x?y"}}},
+	{"secret/data/a..b", "secret/data/a..b", nil},
+	{"//secret/data/a", "secret/data/a", nil},
+	{"/v1//secret/data/a", "secret/data/a", nil},
+}
+
 func TestSecretPath(t *testing.T) {
-	tests := []struct {
-		in    string
-		path  string
-		query url.Values
-	}{
-		{"secret/data/a", "secret/data/a", nil},
-		{"/secret/data/a", "secret/data/a", nil},
-		{"v1/secret/data/a", "secret/data/a", nil},
-		{"/v1/secret/data/a", "secret/data/a", nil},
-		{"secret/data/v1/a", "secret/data/v1/a", nil},
-		{"v1", "v1", nil},
-		{"secret/data/a?version=3", "secret/data/a", url.Values{"version": {"3"}}},
-		{"/v1/secret/data/a?version=3&x=a%20b", "secret/data/a", url.Values{"version": {"3"}, "x": {"a b"}}},
-		{"secret/data/a?list=1&list=2", "secret/data/a", url.Values{"list": {"1", "2"}}},
-		{"secret/data/a?", "secret/data/a", nil},
-		{"secret/data/a?q=x?y", "secret/data/a", url.Values{"q": {"x?y"}}},
-		{"secret/data/a..b", "secret/data/a..b", nil},
-	}
-	for _, tt := range tests {
+	for _, tt := range secretPathCases {
 		t.Run(tt.in, func(t *testing.T) {
 			b, _ := json.Marshal(tt.in)
 			o := objectsOf(t, "- objectName: a\n  secretPath: "+string(b)+"\n")[0]
@@ -591,29 +608,32 @@ func TestMethod(t *testing.T) {
 	}
 }
 
+// filePermissionCases are filePermission values as written in YAML and
+// their modes; FuzzFilePermission starts from them.
+var filePermissionCases = []struct {
+	yaml string
+	want os.FileMode
+}{
+	{"", 0o644}, // the request's permission
+	{"0600", 0o600},
+	{`"0600"`, 0o600},
+	{"600", 0o600},
+	{`"600"`, 0o600},
+	{"0o600", 0o600},
+	{`"0o600"`, 0o600},
+	{"0O440", 0o440},
+	// The peer's users write the mode unquoted; a YAML library would turn
+	// this into the integer 420, which must not become 0420.
+	{"0644", 0o644},
+	{"0440", 0o440},
+	{"440", 0o440},
+	{"0777", 0o777},
+	{"0", 0},
+	{"!!int 0400", 0o400},
+}
+
 func TestFilePermission(t *testing.T) {
-	tests := []struct {
-		yaml string
-		want os.FileMode
-	}{
-		{"", 0o644}, // the request's permission
-		{"0600", 0o600},
-		{`"0600"`, 0o600},
-		{"600", 0o600},
-		{`"600"`, 0o600},
-		{"0o600", 0o600},
-		{`"0o600"`, 0o600},
-		{"0O440", 0o440},
-		// The peer's users write the mode unquoted; a YAML library would turn
-		// this into the integer 420, which must not become 0420.
-		{"0644", 0o644},
-		{"0440", 0o440},
-		{"440", 0o440},
-		{"0777", 0o777},
-		{"0", 0},
-		{"!!int 0400", 0o400},
-	}
-	for _, tt := range tests {
+	for _, tt := range filePermissionCases {
 		t.Run(tt.yaml, func(t *testing.T) {
 			line := ""
 			if tt.yaml != "" {
@@ -636,26 +656,28 @@ func TestFilePermission(t *testing.T) {
 	})
 }
 
+// encodingCases are encodings and formats; FuzzEncoding starts from them.
+var encodingCases = []struct {
+	name        string
+	classFormat string
+	fields      string
+	encoding    Encoding
+	format      Format
+}{
+	{"defaults", "", "", EncodingUTF8, FormatEnvelope},
+	{"utf-8", "", "  encoding: utf-8\n", EncodingUTF8, FormatEnvelope},
+	{"utf8 upper", "", "  encoding: UTF8\n", EncodingUTF8, FormatEnvelope},
+	{"base64", "", "  encoding: base64\n", EncodingBase64, FormatEnvelope},
+	{"hex", "", "  encoding: HEX\n", EncodingHex, FormatEnvelope},
+	{"object data", "", "  objectFormat: data\n", EncodingUTF8, FormatData},
+	{"class data", "data", "", EncodingUTF8, FormatData},
+	{"class json", "json", "", EncodingUTF8, FormatEnvelope},
+	{"object json overrides class data", "data", "  objectFormat: json\n", EncodingUTF8, FormatEnvelope},
+	{"object data overrides class json", "JSON", "  objectFormat: Data\n", EncodingUTF8, FormatData},
+}
+
 func TestEncodingAndFormat(t *testing.T) {
-	tests := []struct {
-		name        string
-		classFormat string
-		fields      string
-		encoding    Encoding
-		format      Format
-	}{
-		{"defaults", "", "", EncodingUTF8, FormatEnvelope},
-		{"utf-8", "", "  encoding: utf-8\n", EncodingUTF8, FormatEnvelope},
-		{"utf8 upper", "", "  encoding: UTF8\n", EncodingUTF8, FormatEnvelope},
-		{"base64", "", "  encoding: base64\n", EncodingBase64, FormatEnvelope},
-		{"hex", "", "  encoding: HEX\n", EncodingHex, FormatEnvelope},
-		{"object data", "", "  objectFormat: data\n", EncodingUTF8, FormatData},
-		{"class data", "data", "", EncodingUTF8, FormatData},
-		{"class json", "json", "", EncodingUTF8, FormatEnvelope},
-		{"object json overrides class data", "data", "  objectFormat: json\n", EncodingUTF8, FormatEnvelope},
-		{"object data overrides class json", "JSON", "  objectFormat: Data\n", EncodingUTF8, FormatData},
-	}
-	for _, tt := range tests {
+	for _, tt := range encodingCases {
 		t.Run(tt.name, func(t *testing.T) {
 			m := mustParse(t, map[string]string{
 				"objectFormat": tt.classFormat,
@@ -974,10 +996,7 @@ func FuzzParse(f *testing.F) {
 		}
 		m, err := Parse(string(b), testTarget, permission, Defaults{})
 		if err != nil {
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("error %v (%T) is not a *config.Error", err, err)
-			}
+			rejected(t, err, "")
 			return
 		}
 		for _, o := range m.Objects {

@@ -132,6 +132,16 @@ var objectFields = []string{"objectName", "secretPath", "secretKey", "method", "
 // millions of visits.
 const maxMerges = 64
 
+// maxObjects bounds the files of one mount. Each distinct object is a Vault
+// request inside one mount deadline, and all files travel back in one gRPC
+// message that the driver caps at 4 MiB by default; a class that needs more
+// should be split across volumes.
+const maxObjects = 1000
+
+// maxArgs bounds one object's secretArgs, encoded as the JSON request body:
+// arguments name what to issue or read, they are not a place for payloads.
+const maxArgs = 1 << 20
+
 // The objects list is walked as YAML nodes rather than decoded into a struct:
 // a scalar node keeps its source text, so an unquoted filePermission: 0644
 // is still octal 0644 here (decoding would give the integer 420, and
@@ -153,6 +163,8 @@ func parseObjects(s string, format Format, mode os.FileMode) ([]Object, error) {
 		return nil, &Error{Param: keyObjects, Reason: "must list at least one object"}
 	case list.Kind != yaml.SequenceNode:
 		return nil, &Error{Param: keyObjects, Reason: "must be a YAML list of objects, each starting with \"- objectName: ...\""}
+	case len(list.Content) > maxObjects:
+		return nil, &Error{Param: keyObjects, Reason: fmt.Sprintf("lists %d objects, more than the %d one mount may have; split them across SecretProviderClasses and volumes", len(list.Content), maxObjects)}
 	}
 
 	objs := make([]Object, 0, len(list.Content))
@@ -469,13 +481,16 @@ func kv2Dir(path string) (meta, data string, ok bool) {
 // with an optional query string. reason says what is wrong.
 func parsePath(s string) (path string, query url.Values, reason string) {
 	path, rawQuery, _ := strings.Cut(s, "?")
-	path = strings.TrimPrefix(path, "/")
-	path = strings.TrimPrefix(path, "v1/")
+	// "//x" would otherwise stay "/x" and reach Vault as an empty segment.
+	path = strings.TrimLeft(path, "/")
+	path = strings.TrimLeft(strings.TrimPrefix(path, "v1/"), "/")
 	switch {
 	case path == "":
 		return "", nil, `must name a path after /v1/, such as "secret/data/db"`
 	case hasSegment(path, ".."):
 		return "", nil, `must not contain ".." segments`
+	case strings.ContainsFunc(path, isControl):
+		return "", nil, "must not contain control characters such as NUL or a newline"
 	}
 	if rawQuery != "" {
 		q, err := url.ParseQuery(rawQuery)
@@ -566,8 +581,12 @@ func parseArgs(v *yaml.Node) (map[string]any, string) {
 	if reason != "" {
 		return nil, reason + atLine(v)
 	}
-	if _, err := json.Marshal(conv); err != nil {
+	body, err := json.Marshal(conv)
+	if err != nil {
 		return nil, "must hold only values JSON can carry (no .nan or .inf)" + atLine(v)
+	}
+	if len(body) > maxArgs {
+		return nil, fmt.Sprintf("is %d bytes as JSON, more than the %d allowed", len(body), maxArgs) + atLine(v)
 	}
 	return conv.(map[string]any), ""
 }
@@ -696,6 +715,8 @@ func checkObjectName(name string) string {
 	}
 	return ""
 }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func hasSegment(path, seg string) bool {
 	for s := range strings.SplitSeq(path, "/") {

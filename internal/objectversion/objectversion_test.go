@@ -3,6 +3,10 @@ package objectversion
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
 	"sync"
 	"testing"
 
@@ -97,5 +101,33 @@ func TestKV2(t *testing.T) {
 	}
 	if got := KV2("3", ""); got != "kv2:3:" {
 		t.Errorf("KV2 without an HMAC = %q, want kv2:3:", got)
+	}
+}
+
+// TestVersionRevealsNothing: a version is a fixed-size MAC whatever the
+// content, carries neither content nor key in any encoding, and cannot be
+// recomputed without the key (so guessing a short secret needs the key).
+func TestVersionRevealsNothing(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, keyLen)
+	spec := []byte(`{"objectName":"pw"}`)
+	for _, content := range [][]byte{nil, []byte("a"), []byte("hunter2-password"), bytes.Repeat([]byte("z"), 1<<20)} {
+		v := Version(key, spec, content)
+		if len(v) != 43 { // 32 bytes, unpadded base64url
+			t.Errorf("version of %d bytes is %d characters: its length tells the content's", len(content), len(v))
+		}
+		for _, secret := range [][]byte{content, key} {
+			if len(secret) < 4 {
+				continue
+			}
+			for _, form := range []string{string(secret), base64.StdEncoding.EncodeToString(secret), base64.RawURLEncoding.EncodeToString(secret), hex.EncodeToString(secret)} {
+				if strings.Contains(v, form[:min(len(form), 16)]) {
+					t.Errorf("version %q shows content or key", v)
+				}
+			}
+		}
+		sum := sha256.Sum256(append(append([]byte{}, spec...), content...))
+		if v == base64.RawURLEncoding.EncodeToString(sum[:]) {
+			t.Error("the version is a plain hash: anyone could test guesses against it")
+		}
 	}
 }

@@ -65,6 +65,9 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*
 		return nil, fmt.Errorf("vault client defaults: %w", cfg.Error)
 	}
 	cfg.Address = addr
+	// VAULT_AGENT_ADDR would send every pod's login and reads to an agent,
+	// which may add its own auto-auth token.
+	cfg.AgentAddress = ""
 	// Whole-call deadlines come from the mount's context; a per-call timeout
 	// in the client also cancels raw writes before their body is read.
 	cfg.Timeout = 0
@@ -86,11 +89,21 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", addr, err)
 	}
-	// NewClient reads VAULT_TOKEN from the environment; the provider's own
-	// environment must never lend a token to a pod.
+	// NewClient reads VAULT_TOKEN from the environment, and Clone calls
+	// NewClient again, so every clone would carry it. The provider's own
+	// environment must never lend a token to a pod: the base client has no
+	// token and its clones copy that emptiness. (The api package reads no
+	// token file: ~/.vault-token and agent sinks belong to the CLI and the
+	// agent.)
 	cl.ClearToken()
+	cl.SetCloneToken(true)
+	// Clones otherwise start from VAULT_NAMESPACE and lose the namespace set
+	// here; with headers cloned, the namespace is the mount's.
 	if namespace != "" {
 		cl.SetNamespace(namespace)
+	} else {
+		cl.ClearNamespace()
 	}
+	cl.SetCloneHeaders(true)
 	return cl, nil
 }

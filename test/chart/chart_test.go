@@ -117,6 +117,21 @@ metrics:
 		},
 	},
 	{
+		name:   "allowed-pod-attributes",
+		values: "allowedPodAttributes: [objects, vaultNamespace]\n",
+		check: func(t *testing.T, objs objects) {
+			if c := providerContainer(t, objs); !slices.Contains(c.Args, "-allowed-pod-attributes=objects,vaultNamespace") {
+				t.Errorf("args %q lack -allowed-pod-attributes=objects,vaultNamespace", c.Args)
+			}
+			var cr rbacv1.ClusterRole
+			typed(t, objs.get(t, "ClusterRole", releaseName+"-pods"), &cr)
+			want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}
+			if diff := cmp.Diff(want, cr.Rules); diff != "" {
+				t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
+			}
+		},
+	},
+	{
 		name:   "token-request-fallback",
 		values: "tokenRequestFallback: true\n",
 		check: func(t *testing.T, objs objects) {
@@ -316,9 +331,11 @@ func checkInvariants(t *testing.T, objs objects) {
 		t.Errorf("Role rules (-want +got):\n%s", diff)
 	}
 	fallback := slices.Contains(c.Args, "-token-request-fallback")
-	if objs.has("ClusterRole") != fallback || objs.has("ClusterRoleBinding") != fallback {
-		t.Errorf("ClusterRole present = %v, ClusterRoleBinding present = %v, with -token-request-fallback = %v",
-			objs.has("ClusterRole"), objs.has("ClusterRoleBinding"), fallback)
+	podAttrs := slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "-allowed-pod-attributes=") })
+	for _, kind := range []string{"ClusterRole", "ClusterRoleBinding"} {
+		if objs.hasNamed(kind, releaseName+"-token-request") != fallback || objs.hasNamed(kind, releaseName+"-pods") != podAttrs {
+			t.Errorf("%s objects %v, with -token-request-fallback = %v and -allowed-pod-attributes = %v", kind, objs.names(), fallback, podAttrs)
+		}
 	}
 }
 
@@ -388,6 +405,8 @@ func TestValuesRejected(t *testing.T) {
 		{"metrics on the health port", "metrics:\n  enabled: true\n  port: 8080\n", []string{"/metrics/port", "not"}},
 		{"bool of the wrong type", "tokenRequestFallback: \"yes\"\n", []string{"/tokenRequestFallback", "want boolean"}},
 		{"list of the wrong type", "extraArgs: -cache-size=10\n", []string{"/extraArgs", "want array"}},
+		{"pod attribute with a comma", "allowedPodAttributes: [\"objects,roleName\"]\n", []string{"/allowedPodAttributes/0", "does not match pattern"}},
+		{"pod attributes as one string", "allowedPodAttributes: objects\n", []string{"/allowedPodAttributes", "want null or array"}},
 		{"log level out of the enum", "logLevel: verbose\n", []string{"/logLevel", "value must be one of 'trace', 'debug', 'info', 'warn', 'error'"}},
 		{"relative providers dir", "daemonSet:\n  providersDir: var/run/x\n", []string{"/daemonSet/providersDir"}},
 		{"both CA sources", "vault:\n  tls:\n    caCert:\n      secretName: a\n      configMapName: b\n", []string{"set secretName or configMapName, not both"}},

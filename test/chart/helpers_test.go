@@ -151,9 +151,9 @@ func (o objects) get(t testing.TB, kind, name string) *unstructured.Unstructured
 	return nil
 }
 
-// has reports whether an object of kind exists.
-func (o objects) has(kind string) bool {
-	return slices.ContainsFunc(o, func(u *unstructured.Unstructured) bool { return u.GetKind() == kind })
+// hasNamed reports whether an object of kind and name exists.
+func (o objects) hasNamed(kind, name string) bool {
+	return slices.ContainsFunc(o, func(u *unstructured.Unstructured) bool { return u.GetKind() == kind && u.GetName() == name })
 }
 
 // names lists Kind/name of every object, for messages.

@@ -37,6 +37,13 @@ var bed struct {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
+	if bed.provider != nil {
+		// After every test: the whole suite's logs against everything it used.
+		if err := checkLeaks(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			code = 1
+		}
+	}
 	if bed.kube != nil || bed.vault != nil {
 		if err := closeBed(); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: close:", err)
@@ -119,7 +126,8 @@ func startBed() (err error) {
 	bed.provider, err = testbed.NewProvider(ctx, testbed.ProviderOptions{
 		ProvidersDir: providers,
 		Kube:         bed.kube,
-		Args:         []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr},
+		// trace: the leak check reads everything the provider can say.
+		Args: []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr, "-log-level=trace"},
 	})
 	return err
 }
@@ -149,6 +157,7 @@ func configureVault(ctx context.Context) error {
 	}
 	for _, step := range []func() error{
 		func() error { return bed.vault.EnableAudit(ctx) },
+		func() error { return bed.vault.EnableRawAudit(ctx, rawAuditPath()) },
 		func() error { return bed.kube.CreateServiceAccount(ctx, e2eNS, e2eSA) },
 		func() error { return v.Sys().PutPolicyWithContext(ctx, "e2e", e2ePolicy) },
 		write("auth/kubernetes/role/e2e", k8sRole("vault")),

@@ -28,6 +28,24 @@ func (v *Vault) EnableAudit(ctx context.Context) error {
 // AuditCount is the number of requests to path (e.g. "auth/kubernetes/login")
 // in the audit log since EnableAudit.
 func (v *Vault) AuditCount(path string) (int, error) {
+	return v.countAudit(func(e auditEntry) bool { return e.Type == "request" && e.Request.Path == path })
+}
+
+// AuditErrors is the number of responses to requests for path that Vault
+// answered with an error (such as "permission denied") since EnableAudit.
+func (v *Vault) AuditErrors(path string) (int, error) {
+	return v.countAudit(func(e auditEntry) bool { return e.Type == "response" && e.Request.Path == path && e.Error != "" })
+}
+
+type auditEntry struct {
+	Type    string `json:"type"`
+	Error   string `json:"error"`
+	Request struct {
+		Path string `json:"path"`
+	} `json:"request"`
+}
+
+func (v *Vault) countAudit(match func(auditEntry) bool) (int, error) {
 	if v.auditPath == "" {
 		return 0, fmt.Errorf("audit: EnableAudit was not called")
 	}
@@ -35,18 +53,13 @@ func (v *Vault) AuditCount(path string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
-		var e struct {
-			Type    string `json:"type"`
-			Request struct {
-				Path string `json:"path"`
-			} `json:"request"`
-		}
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "request" && e.Request.Path == path {
+		var e auditEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil && match(e) {
 			n++
 		}
 	}

@@ -27,6 +27,10 @@ type ProviderOptions struct {
 	Kube *Kube
 	// Args are extra flags, e.g. -vault-addr.
 	Args []string
+	// Env are extra environment variables, KEY=value, added after the
+	// test's own VAULT_* and KUBECONFIG are removed: to check what the
+	// provider does with them.
+	Env []string
 	// Dir holds the log. Empty: a new temporary directory that Close removes.
 	Dir string
 }
@@ -52,7 +56,7 @@ func BuildProvider(ctx context.Context, dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "vault-csi-provider")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/vault-csi-provider")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/vault-csi-provider") //nolint:gosec // G204: the test's own temp dir
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -107,7 +111,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (_ *Provider, err er
 	}
 	p.HealthAddr = hostPort(port)
 	args := []string{"-provider-dir=" + opts.ProvidersDir, "-health-addr=" + p.HealthAddr, "-log-level=debug"}
-	env := childEnv()
+	env := childEnv(opts.Env...)
 	if opts.Kube != nil {
 		if err := opts.Kube.CreateNamespace(ctx, ProviderNamespace); err != nil {
 			return nil, err
@@ -126,7 +130,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (_ *Provider, err er
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("ready: %s", resp.Status)
 		}
