@@ -50,7 +50,7 @@ func code(err error) codes.Code {
 		// Vault answers a login for a role it does not know (deleted, or
 		// never made) with 400 "invalid role name": the pod is refused.
 		return codes.PermissionDenied
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, errTooLarge), errors.Is(err, vault.ErrTooLarge):
 		return codes.ResourceExhausted
 	case errors.Is(err, errPodLookup):
 		// Usually the apiserver is briefly unreachable: let the driver retry.

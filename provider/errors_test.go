@@ -26,6 +26,7 @@ func TestCode(t *testing.T) {
 		{"bad content", fmt.Errorf("object: %w", errBadContent), codes.InvalidArgument},
 		{"missing key", fmt.Errorf("object: %w", errMissingKey), codes.NotFound},
 		{"response too large", fmt.Errorf("x: %w", errTooLarge), codes.ResourceExhausted},
+		{"vault response too large", &vault.Error{Op: "GET", Path: "p", Status: 200, Err: vault.ErrTooLarge}, codes.ResourceExhausted},
 		{"pod unreadable", fmt.Errorf("x: %w", errPodLookup), codes.Unavailable},
 		{"no token", fmt.Errorf("x: %w", auth.ErrNoToken), codes.FailedPrecondition},
 		{"token of another SA", fmt.Errorf("x: %w", auth.ErrTokenRejected), codes.PermissionDenied},

@@ -195,3 +195,24 @@ func TestMountResponseTooLarge(t *testing.T) {
 		t.Error("the refused mount was not logged with its code")
 	}
 }
+
+// TestVaultResponseTooLarge: a single Vault response over 4 MiB is refused
+// as ResourceExhausted, not Unavailable, which the driver would retry for
+// ever.
+func TestVaultResponseTooLarge(t *testing.T) {
+	kube, v := realBed(t)
+	value := strings.Repeat("y", 900<<10) // under Vault's 1 MiB JSON string cap
+	data := map[string]any{}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		data[k] = value
+	}
+	if _, err := v.Client.Logical().WriteWithContext(t.Context(), "kv1/huge", data); err != nil {
+		t.Fatal(err)
+	}
+	s := serve(t, provider.Options{})
+	p, tok := podToken(t, kube, readerNS, readerSA, "huge")
+	resp, err := s.client.Mount(t.Context(), request(t, p, map[string]string{
+		"roleName": readerRole, "vaultAddress": v.Addr, "objects": "- {objectName: a, secretPath: kv1/huge, secretKey: a}",
+	}, "vault", tok))
+	wantCode(t, resp, err, codes.ResourceExhausted, "kv1/huge", "larger than 4194304 bytes")
+}

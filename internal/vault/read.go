@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,9 @@ import (
 // maxBody bounds a response read into memory; the driver refuses gRPC
 // messages over 4 MiB by default anyway.
 const maxBody = 4 << 20
+
+// ErrTooLarge marks a response over maxBody: retrying cannot help.
+var ErrTooLarge = errors.New("vault response too large")
 
 // Request is one call to a secrets engine.
 type Request struct {
@@ -86,7 +90,7 @@ func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request)
 		return nil, wrap(req.Method, req.Path, err)
 	}
 	if len(body) > maxBody {
-		return nil, &Error{Op: req.Method, Path: req.Path, Msg: fmt.Sprintf("response larger than %d bytes", maxBody)}
+		return nil, &Error{Op: req.Method, Path: req.Path, Status: resp.StatusCode, Msg: fmt.Sprintf("response larger than %d bytes", maxBody), Err: ErrTooLarge}
 	}
 	return parse(req, body)
 }
