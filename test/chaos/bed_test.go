@@ -117,6 +117,11 @@ func startProvider(t *testing.T, providersDir string, args ...string) *provider 
 	}
 	testbed.LogOnFailure(t, p)
 	t.Cleanup(func() {
+		// Faults make the provider log its most varied errors: none may
+		// carry a pod's token or a secret value.
+		if leaks := testbed.FindLeaks(map[string]string{"provider log": p.Logs()}, secretsUsed()); len(leaks) > 0 {
+			t.Errorf("the provider's log leaks: %v", leaks)
+		}
 		if err := p.Close(); err != nil {
 			t.Errorf("provider: %v", err)
 		}
@@ -139,7 +144,20 @@ type pod struct {
 
 var podSeq struct {
 	sync.Mutex
-	n int
+	n      int
+	tokens []string // every pod token handed out, for the leak check
+}
+
+// secretsUsed is what no provider log may show: the pods' tokens and the
+// secret's values.
+func secretsUsed() []string {
+	podSeq.Lock()
+	defer podSeq.Unlock()
+	out := append([]string(nil), podSeq.tokens...)
+	for _, v := range secret {
+		out = append(out, v)
+	}
+	return out
 }
 
 // newPods creates n pods of service account sa with pod-bound tokens.
@@ -159,6 +177,9 @@ func newPods(t *testing.T, sa string, n int) []*pod {
 		if err != nil {
 			t.Fatal(err)
 		}
+		podSeq.Lock()
+		podSeq.tokens = append(podSeq.tokens, tok)
+		podSeq.Unlock()
 		out[i] = &pod{name: name, uid: string(p.UID), sa: sa, token: tok, expires: time.Now().Add(time.Hour)}
 	}
 	return out
