@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -41,6 +42,8 @@ type flags struct {
 	tokenRequestFallback, loginPerPod   bool
 	mountTimeout, shutdownTimeout       time.Duration
 	readConcurrency                     int
+	dynamicScope                        leases.Scope
+	dynamicCacheSize                    int
 	printVersion                        bool
 	defaults                            config.Defaults
 }
@@ -70,6 +73,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.DurationVar(&f.mountTimeout, "mount-timeout", 30*time.Second, "deadline of one Mount, inside kubelet's")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight mounts may finish on SIGTERM")
 	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")
+	scope := fs.String("dynamic-secrets-scope", "pod", "who shares a dynamic secret (a response with a lease) across rotation polls: pod, identity (the pods of one service account and role) or off (issue on every mount)")
+	fs.IntVar(&f.dynamicCacheSize, "dynamic-secrets-cache-size", 10000, "how many dynamic secrets (pod or identity, SecretProviderClass and request) to remember")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
 	fs.StringVar(&d.AuthMountPath, "vault-mount", "", "default Vault auth mount path (default: kubernetes, or jwt for vaultAuthType jwt)")
@@ -144,6 +149,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if f.readConcurrency < 1 {
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)
+	}
+	var err error
+	if f.dynamicScope, err = leases.ParseScope(*scope); err != nil {
+		return nil, fmt.Errorf("-dynamic-secrets-scope %w", err)
+	}
+	if f.dynamicCacheSize < 1 {
+		return nil, fmt.Errorf("-dynamic-secrets-cache-size %d: must be at least 1", f.dynamicCacheSize)
 	}
 	if f.mountTimeout <= 0 || f.shutdownTimeout < 0 {
 		return nil, errors.New("-mount-timeout must be positive and -shutdown-timeout not negative")

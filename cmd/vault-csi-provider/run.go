@@ -27,6 +27,7 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/auth"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/logging"
 	"github.com/okevault/vault-csi-provider/internal/metrics"
 	"github.com/okevault/vault-csi-provider/internal/objectversion"
@@ -72,6 +73,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheTTL); err != nil {
 		return err
 	}
+	if f.dynamicScope != leases.ScopeOff {
+		if opts.Leases, err = leases.New(f.dynamicCacheSize); err != nil {
+			return err
+		}
+		opts.LeaseScope = f.dynamicScope
+	}
 	kube, err := kubeClient(f.kubeconfig)
 	switch {
 	case err != nil && f.tokenRequestFallback:
@@ -110,6 +117,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var serving atomic.Bool
 
 	g, ctx := errgroup.WithContext(ctx)
+	if opts.Leases != nil {
+		g.Go(func() error {
+			opts.Leases.Run(ctx) // renews remembered leases until shutdown
+			return nil
+		})
+	}
 	g.Go(func() error {
 		serving.Store(true)
 		logger.Info("serving", "endpoint", f.endpoint, "version", version)

@@ -52,7 +52,7 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 	}
 	r.mu.Unlock()
 
-	return shared(ctx, &r.group, key, read, func(resp *vault.Response) {
+	return Shared(ctx, &r.group, key, read, func(resp *vault.Response) {
 		if r.ttl > 0 {
 			r.mu.Lock()
 			defer r.mu.Unlock()

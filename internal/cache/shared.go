@@ -7,14 +7,15 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// sharedTimeout bounds a call shared by several mounts (a login, a read).
+// sharedTimeout bounds a call shared by several mounts (a login, a read, an issue).
 // It runs detached from any one mount's context, so one cancelled mount does
 // not fail the others waiting on it.
 const sharedTimeout = 30 * time.Second
 
-// shared runs fn once across concurrent callers with the same key, then
+// Shared runs fn once across concurrent callers with the same key, then
 // keep stores its result; each caller stops waiting when its own ctx ends.
-func shared[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (T, error) {
+// Logins, reads and the lease store (internal/leases) go through it.
+func Shared[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (T, error) {
 	ch := g.DoChan(key, func() (any, error) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 		defer cancel()

@@ -1,0 +1,118 @@
+package leases
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/okevault/vault-csi-provider/internal/redact"
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+// Lease is what Vault says of a lease.
+type Lease struct {
+	ID        string
+	TTL       time.Duration
+	Renewable bool
+}
+
+// Vault is what the store needs of the client and token that issued a
+// lease.
+type Vault interface {
+	// LookupLease returns the lease as Vault knows it now.
+	LookupLease(ctx context.Context, id string) (Lease, error)
+	// RenewLease asks for increment more; the answer holds what Vault granted.
+	RenewLease(ctx context.Context, id string, increment time.Duration) (Lease, error)
+	// RenewToken renews the issuing token and returns its new TTL.
+	RenewToken(ctx context.Context, increment time.Duration) (time.Duration, error)
+}
+
+// Client is Vault as a token sees it: the token that issued the leases.
+type Client struct {
+	Base  *api.Client
+	Token redact.Secret
+}
+
+// LookupLease calls sys/leases/lookup, which the default policy allows.
+func (c Client) LookupLease(ctx context.Context, id string) (Lease, error) {
+	r, err := vault.Do(ctx, c.Base, c.Token, vault.Request{Method: http.MethodPut, Path: "sys/leases/lookup", Args: map[string]any{"lease_id": id}})
+	if err != nil {
+		return Lease{}, err
+	}
+	ttl, err := seconds(r.Data["ttl"])
+	if err != nil {
+		return Lease{}, fmt.Errorf("sys/leases/lookup: ttl: %w", err)
+	}
+	renewable, _ := r.Data["renewable"].(bool)
+	return Lease{ID: id, TTL: ttl, Renewable: renewable}, nil
+}
+
+// RenewLease calls sys/leases/renew.
+func (c Client) RenewLease(ctx context.Context, id string, increment time.Duration) (Lease, error) {
+	r, err := vault.Do(ctx, c.Base, c.Token, vault.Request{Method: http.MethodPut, Path: "sys/leases/renew", Args: map[string]any{"lease_id": id, "increment": int64(increment / time.Second)}})
+	if err != nil {
+		return Lease{}, err
+	}
+	l, ok := Of(r.Body)
+	if !ok {
+		return Lease{}, errors.New("sys/leases/renew: the answer carries no lease")
+	}
+	return l, nil
+}
+
+// RenewToken calls auth/token/renew-self, which the default policy allows.
+func (c Client) RenewToken(ctx context.Context, increment time.Duration) (time.Duration, error) {
+	r, err := vault.Do(ctx, c.Base, c.Token, vault.Request{Method: http.MethodPut, Path: "auth/token/renew-self", Args: map[string]any{"increment": int64(increment / time.Second)}})
+	if err != nil {
+		return 0, err
+	}
+	var answer struct {
+		Auth *struct {
+			LeaseDuration int64 `json:"lease_duration"`
+		} `json:"auth"`
+	}
+	if err := json.Unmarshal(r.Body, &answer); err != nil || answer.Auth == nil {
+		return 0, errors.New("auth/token/renew-self: the answer carries no auth")
+	}
+	return time.Duration(answer.Auth.LeaseDuration) * time.Second, nil
+}
+
+// Of reads the lease a Vault response body carries; ok is false when it
+// carries none (lease_id empty).
+func Of(body []byte) (_ Lease, ok bool) {
+	var r struct {
+		LeaseID       string `json:"lease_id"`
+		LeaseDuration int64  `json:"lease_duration"`
+		Renewable     bool   `json:"renewable"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.LeaseID == "" {
+		return Lease{}, false
+	}
+	return Lease{ID: r.LeaseID, TTL: time.Duration(r.LeaseDuration) * time.Second, Renewable: r.Renewable}, true
+}
+
+// seconds reads a JSON number of seconds (vault.Do decodes with UseNumber).
+func seconds(v any) (time.Duration, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("%v is not a number", v)
+	}
+	s, err := n.Int64()
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(s) * time.Second, nil
+}
+
+// refused reports whether Vault answered no for good (4xx: unknown lease,
+// revoked token, not renewable) rather than not answering (no reply, 5xx,
+// 429), which is worth another try.
+func refused(err error) bool {
+	var ve *vault.Error
+	return errors.As(err, &ve) && ve.Status >= 400 && ve.Status < 500 && ve.Status != http.StatusTooManyRequests
+}
