@@ -239,7 +239,7 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issued, ok := leases.Of(r.Body)
+	issued, ok := vault.LeaseOf(r.Body)
 	if !ok || issued.TTL < 9*time.Minute || issued.TTL > 10*time.Minute || issued.Renewable {
 		t.Fatalf("issued lease %+v, %v; want a non-renewable lease of about 10m", issued, ok)
 	}

@@ -65,3 +65,20 @@ func TestReadsErrorsNotCached(t *testing.T) {
 		t.Errorf("after a failure: %v, %v", resp, err)
 	}
 }
+
+func TestReadsDoNotKeepLeasedResponses(t *testing.T) {
+	r, _ := NewReads(10, time.Minute)
+	var calls atomic.Int32
+	read := func(context.Context) (*vault.Response, error) {
+		calls.Add(1)
+		return &vault.Response{Body: []byte(`{"lease_id":"database/creds/app/x","lease_duration":3600,"data":{"username":"u"}}`)}, nil
+	}
+	for range 2 {
+		if _, err := r.Get(t.Context(), "id|database/creds/app", read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d reads for two mounts of a leased GET, want 2: dynamic credentials are not shared by the read cache", calls.Load())
+	}
+}

@@ -14,20 +14,13 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
-// Lease is what Vault says of a lease.
-type Lease struct {
-	ID        string
-	TTL       time.Duration
-	Renewable bool
-}
-
 // Vault is what the store needs of the client and token that issued a
 // lease.
 type Vault interface {
 	// LookupLease returns the lease as Vault knows it now.
-	LookupLease(ctx context.Context, id string) (Lease, error)
+	LookupLease(ctx context.Context, id string) (vault.Lease, error)
 	// RenewLease asks for increment more; the answer holds what Vault granted.
-	RenewLease(ctx context.Context, id string, increment time.Duration) (Lease, error)
+	RenewLease(ctx context.Context, id string, increment time.Duration) (vault.Lease, error)
 	// RenewToken renews the issuing token and returns its new TTL.
 	RenewToken(ctx context.Context, increment time.Duration) (time.Duration, error)
 }
@@ -39,28 +32,28 @@ type Client struct {
 }
 
 // LookupLease calls sys/leases/lookup, which the default policy allows.
-func (c Client) LookupLease(ctx context.Context, id string) (Lease, error) {
+func (c Client) LookupLease(ctx context.Context, id string) (vault.Lease, error) {
 	r, err := vault.Do(ctx, c.Base, c.Token, vault.Request{Method: http.MethodPut, Path: "sys/leases/lookup", Args: map[string]any{"lease_id": id}})
 	if err != nil {
-		return Lease{}, err
+		return vault.Lease{}, err
 	}
 	ttl, err := seconds(r.Data["ttl"])
 	if err != nil {
-		return Lease{}, fmt.Errorf("sys/leases/lookup: ttl: %w", err)
+		return vault.Lease{}, fmt.Errorf("sys/leases/lookup: ttl: %w", err)
 	}
 	renewable, _ := r.Data["renewable"].(bool)
-	return Lease{ID: id, TTL: ttl, Renewable: renewable}, nil
+	return vault.Lease{ID: id, TTL: ttl, Renewable: renewable}, nil
 }
 
 // RenewLease calls sys/leases/renew.
-func (c Client) RenewLease(ctx context.Context, id string, increment time.Duration) (Lease, error) {
+func (c Client) RenewLease(ctx context.Context, id string, increment time.Duration) (vault.Lease, error) {
 	r, err := vault.Do(ctx, c.Base, c.Token, vault.Request{Method: http.MethodPut, Path: "sys/leases/renew", Args: map[string]any{"lease_id": id, "increment": int64(increment / time.Second)}})
 	if err != nil {
-		return Lease{}, err
+		return vault.Lease{}, err
 	}
-	l, ok := Of(r.Body)
+	l, ok := vault.LeaseOf(r.Body)
 	if !ok {
-		return Lease{}, errors.New("sys/leases/renew: the answer carries no lease")
+		return vault.Lease{}, errors.New("sys/leases/renew: the answer carries no lease")
 	}
 	return l, nil
 }
@@ -80,20 +73,6 @@ func (c Client) RenewToken(ctx context.Context, increment time.Duration) (time.D
 		return 0, errors.New("auth/token/renew-self: the answer carries no auth")
 	}
 	return time.Duration(answer.Auth.LeaseDuration) * time.Second, nil
-}
-
-// Of reads the lease a Vault response body carries; ok is false when it
-// carries none (lease_id empty).
-func Of(body []byte) (_ Lease, ok bool) {
-	var r struct {
-		LeaseID       string `json:"lease_id"`
-		LeaseDuration int64  `json:"lease_duration"`
-		Renewable     bool   `json:"renewable"`
-	}
-	if json.Unmarshal(body, &r) != nil || r.LeaseID == "" {
-		return Lease{}, false
-	}
-	return Lease{ID: r.LeaseID, TTL: time.Duration(r.LeaseDuration) * time.Second, Renewable: r.Renewable}, true
 }
 
 // seconds reads a JSON number of seconds (vault.Do decodes with UseNumber).

@@ -57,9 +57,9 @@ type Store struct {
 
 type entry struct {
 	resp    *vault.Response
-	lease   Lease     // as issued: its TTL is the renewal increment
-	end     time.Time // when the lease ends, as last known
-	renewAt time.Time // zero: not renewed (not renewable, or max TTL reached)
+	lease   vault.Lease // as issued: its TTL is the renewal increment
+	end     time.Time   // when the lease ends, as last known
+	renewAt time.Time   // zero: not renewed (not renewable, or max TTL reached)
 	tok     *token
 }
 
@@ -88,7 +88,7 @@ func (s *Store) Get(ctx context.Context, k Key, iss Issuer, issue func(context.C
 		return resp, err
 	}
 	return cache.Shared(ctx, &s.group, fmt.Sprintf("%q %q %q", k.Isolation, k.Class, k.Request), issue, func(resp *vault.Response) {
-		if l, ok := Of(resp.Body); ok {
+		if l, ok := vault.LeaseOf(resp.Body); ok {
 			s.remember(k, iss, resp, l)
 		}
 	})
@@ -126,7 +126,7 @@ func (s *Store) remembered(ctx context.Context, k Key) (*vault.Response, bool, e
 	return e.resp, true, nil
 }
 
-func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l Lease) {
+func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()

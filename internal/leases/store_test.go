@@ -24,14 +24,14 @@ type fakeVault struct {
 	err                              error         // answered by every call when set
 }
 
-func (f *fakeVault) LookupLease(_ context.Context, id string) (Lease, error) {
+func (f *fakeVault) LookupLease(_ context.Context, id string) (vault.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups++
-	return Lease{ID: id, TTL: f.ends[id].Sub(f.now()), Renewable: true}, f.err
+	return vault.Lease{ID: id, TTL: f.ends[id].Sub(f.now()), Renewable: true}, f.err
 }
 
-func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Duration) (Lease, error) {
+func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Duration) (vault.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.renewals++
@@ -41,7 +41,7 @@ func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Dura
 	if f.err == nil {
 		f.ends[id] = f.now().Add(increment)
 	}
-	return Lease{ID: id, TTL: increment, Renewable: true}, f.err
+	return vault.Lease{ID: id, TTL: increment, Renewable: true}, f.err
 }
 
 func (f *fakeVault) RenewToken(_ context.Context, increment time.Duration) (time.Duration, error) {
@@ -68,12 +68,12 @@ type rig struct {
 	vault  *fakeVault
 	issued int
 	// lease is what the next issue carries; ID "" issues no lease.
-	lease Lease
+	lease vault.Lease
 	// token is the issuing login.
 	token Issuer
 }
 
-func newRig(t *testing.T, size int, lease Lease) *rig {
+func newRig(t *testing.T, size int, lease vault.Lease) *rig {
 	t.Helper()
 	s, err := New(size)
 	if err != nil {
@@ -106,7 +106,7 @@ func (r *rig) get(k string) string {
 
 func (r *rig) advance(d time.Duration) { r.now = r.now.Add(d) }
 
-var dbLease = Lease{ID: "database/creds/app/abc", TTL: 30 * time.Minute, Renewable: true}
+var dbLease = vault.Lease{ID: "database/creds/app/abc", TTL: 30 * time.Minute, Renewable: true}
 
 func TestRemembersOnlyLeasedResponses(t *testing.T) {
 	r := newRig(t, 10, dbLease)
@@ -123,7 +123,7 @@ func TestRemembersOnlyLeasedResponses(t *testing.T) {
 		t.Errorf("%d lookups, want one per served poll (5)", lookups)
 	}
 
-	r.lease = Lease{} // a KV read: no lease, nothing to remember
+	r.lease = vault.Lease{} // a KV read: no lease, nothing to remember
 	r.get("kv")
 	r.get("kv")
 	if r.issued != 3 {
@@ -225,7 +225,7 @@ func TestRevokedLeaseReissued(t *testing.T) {
 }
 
 func TestLeaseEndsWithItsToken(t *testing.T) {
-	cert := Lease{ID: "pki/issue/web/xyz", TTL: 24 * time.Hour} // not renewable, like PKI
+	cert := vault.Lease{ID: "pki/issue/web/xyz", TTL: 24 * time.Hour} // not renewable, like PKI
 	r := newRig(t, 10, cert)
 	r.token = Issuer{Vault: r.vault, Token: "short", TTL: time.Hour, Expires: r.now.Add(time.Hour)} // not renewable
 	first := r.get("cert")
@@ -240,7 +240,7 @@ func TestLeaseEndsWithItsToken(t *testing.T) {
 }
 
 func TestTokenKeptAliveForLeasesThatOutliveIt(t *testing.T) {
-	cert := Lease{ID: "pki/issue/web/xyz", TTL: 24 * time.Hour}
+	cert := vault.Lease{ID: "pki/issue/web/xyz", TTL: 24 * time.Hour}
 	r := newRig(t, 10, cert)
 	r.token = Issuer{Vault: r.vault, Token: "renewable", TTL: time.Hour, Renewable: true, Expires: r.now.Add(time.Hour)}
 	first := r.get("cert")
@@ -260,7 +260,7 @@ func TestTokenKeptAliveForLeasesThatOutliveIt(t *testing.T) {
 	}
 
 	t.Run("not while no lease outlives it", func(t *testing.T) {
-		r := newRig(t, 10, Lease{ID: "pki/issue/web/short", TTL: 10 * time.Minute})
+		r := newRig(t, 10, vault.Lease{ID: "pki/issue/web/short", TTL: 10 * time.Minute})
 		r.token = Issuer{Vault: r.vault, Token: "renewable", TTL: time.Hour, Renewable: true, Expires: r.now.Add(time.Hour)}
 		r.get("cert")
 		r.advance(41 * time.Minute)
@@ -352,22 +352,6 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its context ended")
-	}
-}
-
-func TestOf(t *testing.T) {
-	for _, tt := range []struct {
-		body string
-		want Lease
-		ok   bool
-	}{
-		{`{"lease_id":"database/creds/app/x","lease_duration":3600,"renewable":true,"data":{}}`, Lease{ID: "database/creds/app/x", TTL: time.Hour, Renewable: true}, true},
-		{`{"lease_id":"","lease_duration":2764800,"data":{"k":"v"}}`, Lease{}, false}, // KV's refresh interval is no lease
-		{`not json`, Lease{}, false},
-	} {
-		if got, ok := Of([]byte(tt.body)); got != tt.want || ok != tt.ok {
-			t.Errorf("Of(%s) = %+v, %v; want %+v, %v", tt.body, got, ok, tt.want, tt.ok)
-		}
 	}
 }
 
