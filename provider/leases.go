@@ -14,10 +14,9 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
-// leaseKey is m's part of the lease store's keys: who shares (by the scope)
-// and the SecretProviderClass. The identity is the service account's even
-// with -login-per-pod, whose keys change with every pod token. nil when
-// nothing is remembered.
+// leaseKey is m's part of the lease store's keys: who shares, by the scope.
+// The identity is the service account's even with -login-per-pod, whose
+// keys change with every pod token. nil when nothing is remembered.
 func (s *Server) leaseKey(m *config.Mount, jwt redact.Secret) *leases.Key {
 	if s.opts.Leases == nil {
 		return nil
@@ -30,7 +29,7 @@ func (s *Server) leaseKey(m *config.Mount, jwt redact.Secret) *leases.Key {
 	if !ok {
 		return nil
 	}
-	return &leases.Key{Isolation: isolation, Class: m.Pod.Namespace + "/" + m.SecretProviderClass}
+	return &leases.Key{Isolation: isolation}
 }
 
 // readLeased reads o, through the lease store when the mount has a key: a

@@ -1,12 +1,15 @@
 package provider_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -112,7 +115,7 @@ func TestDynamicSecretsNotReissuedByRotation(t *testing.T) {
 	}
 	const polls = 5
 	for range polls {
-		resp, err := s.client.Mount(t.Context(), request(t, p, params, "vault", tok))
+		resp, err := s.client.Mount(t.Context(), rotationRequest(t, p, params, tok))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,4 +255,24 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	if !errors.As(err, &ve) || ve.Status != http.StatusBadRequest {
 		t.Errorf("RenewLease of a PKI lease = %v, want 400: not renewable", err)
 	}
+}
+
+// rotationRequest is a MountRequest as the driver's rotation reconciler
+// (v1.5.4) builds it: the class's parameters and the pod's fields, without
+// the volume attributes secretProviderClass and ephemeral.
+func rotationRequest(t *testing.T, p pod, params map[string]string, token string) *v1alpha1.MountRequest {
+	t.Helper()
+	req := request(t, p, params, "vault", token)
+	var attrs map[string]string
+	if err := json.Unmarshal([]byte(req.Attributes), &attrs); err != nil {
+		t.Fatal(err)
+	}
+	delete(attrs, "secretProviderClass")
+	delete(attrs, "csi.storage.k8s.io/ephemeral")
+	b, err := json.Marshal(attrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Attributes = string(b)
+	return req
 }

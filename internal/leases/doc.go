@@ -4,7 +4,11 @@
 // get the same credentials instead of minting new ones on every poll.
 //
 // A response is remembered per Key: who may share it (the pod by default, or
-// the service-account identity), the SecretProviderClass, and the request.
+// the service-account identity, which also names the Vault, auth mount and
+// role) and the request. The SecretProviderClass is not part of it: the
+// driver's rotation requests do not carry its name (v1.5.4 sends the class's
+// parameters and the pod's fields only), so a key with it would re-issue on
+// the first poll; what a class can change is in the identity or the request.
 // Responses without a lease_id (KV reads, PKI without generate_lease) are not
 // kept: their lifetime is not Vault's to tell.
 //

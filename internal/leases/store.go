@@ -29,7 +29,6 @@ const (
 // never secrets.
 type Key struct {
 	Isolation string // from Scope.Isolation
-	Class     string // the SecretProviderClass, namespace/name
 	Request   string // config.Object.RequestKey()
 }
 
@@ -87,7 +86,7 @@ func (s *Store) Get(ctx context.Context, k Key, iss Issuer, issue func(context.C
 	if ok || err != nil {
 		return resp, err
 	}
-	return cache.Shared(ctx, &s.group, fmt.Sprintf("%q %q %q", k.Isolation, k.Class, k.Request), issue, func(resp *vault.Response) {
+	return cache.Shared(ctx, &s.group, k.Isolation+"\x00"+k.Request, issue, func(resp *vault.Response) {
 		if l, ok := vault.LeaseOf(resp.Body); ok {
 			s.remember(k, iss, resp, l)
 		}

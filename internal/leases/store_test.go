@@ -89,7 +89,7 @@ func newRig(t *testing.T, size int, lease vault.Lease) *rig {
 // get mounts key k and returns the serial of the response it got.
 func (r *rig) get(k string) string {
 	r.t.Helper()
-	resp, err := r.store.Get(context.Background(), Key{Isolation: "pod", Class: "ns/spc", Request: k}, r.token, func(context.Context) (*vault.Response, error) {
+	resp, err := r.store.Get(context.Background(), Key{Isolation: "pod", Request: k}, r.token, func(context.Context) (*vault.Response, error) {
 		r.issued++
 		r.vault.mu.Lock()
 		r.vault.ends[r.lease.ID] = r.now.Add(r.lease.TTL)
@@ -215,7 +215,7 @@ func TestRevokedLeaseReissued(t *testing.T) {
 		t.Errorf("got serial %s after %d issues, want a new issue for a revoked lease", got, r.issued)
 	}
 	r.vault.err = &vault.Error{Msg: "unreachable: connection refused"}
-	_, err := r.store.Get(context.Background(), Key{Isolation: "pod", Class: "ns/spc", Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
+	_, err := r.store.Get(context.Background(), Key{Isolation: "pod", Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
 		t.Error("issued while Vault could not be asked about the remembered lease")
 		return nil, nil
 	})
