@@ -20,4 +20,3 @@ func TestLeaseOf(t *testing.T) {
 		}
 	}
 }
-
