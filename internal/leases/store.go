@@ -15,8 +15,11 @@ import (
 )
 
 const (
-	// checkEvery is how often Run looks for leases and tokens to renew.
+	// checkEvery is the longest Run sleeps; it wakes earlier when a renewal
+	// is due sooner.
 	checkEvery = 10 * time.Second
+	// minWait keeps Run from spinning on renewals due in the past.
+	minWait = 500 * time.Millisecond
 	// retryAfter is when a renewal that got no answer is tried again.
 	retryAfter = 30 * time.Second
 	// callTimeout bounds one renewal in the background.
@@ -52,6 +55,10 @@ type Store struct {
 	tokens map[string]*token // by Issuer.Token; pruned by each renewal pass
 	group  singleflight.Group
 	now    func() time.Time
+	// next is the earliest renewal known to be due (zero: none); wake tells
+	// Run that it moved earlier.
+	next time.Time
+	wake chan struct{}
 }
 
 type entry struct {
@@ -75,7 +82,7 @@ func New(size int) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{lru: c, tokens: map[string]*token{}, now: time.Now}, nil
+	return &Store{lru: c, tokens: map[string]*token{}, now: time.Now, wake: make(chan struct{}, 1)}, nil
 }
 
 // Get returns the response remembered under k while its lease is good, or
@@ -145,6 +152,31 @@ func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease)
 		return // too short-lived to serve again
 	}
 	s.lru.Add(k, e)
+	s.schedule(e.renewAt)
+	s.schedule(tok.renewAt)
+}
+
+// schedule makes Run wake by t (zero: nothing to do). s.mu is held.
+func (s *Store) schedule(t time.Time) {
+	if t.IsZero() || (!s.next.IsZero() && !t.Before(s.next)) {
+		return
+	}
+	s.next = t
+	select {
+	case s.wake <- struct{}{}:
+	default: // Run is already told
+	}
+}
+
+// untilNext is how long Run may sleep.
+func (s *Store) untilNext() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := checkEvery
+	if !s.next.IsZero() {
+		d = min(d, s.next.Sub(s.now()))
+	}
+	return max(d, minWait)
 }
 
 // forget drops k if it still holds e.
@@ -180,15 +212,17 @@ func (s *Store) Len() int {
 
 // Run renews leases, and the tokens they depend on, until ctx ends.
 func (s *Store) Run(ctx context.Context) {
-	t := time.NewTicker(checkEvery)
+	t := time.NewTimer(s.untilNext())
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.wake:
 		case <-t.C:
 			s.renewDue(ctx)
 		}
+		t.Reset(s.untilNext())
 	}
 }
 
@@ -204,6 +238,7 @@ func (s *Store) renewDue(ctx context.Context) {
 	s.mu.Lock()
 	now := s.now()
 	used := map[*token]bool{}
+	s.next = time.Time{}
 	for _, k := range s.lru.Keys() {
 		e, _ := s.lru.Peek(k)
 		if !s.usable(e, now) {
@@ -213,9 +248,13 @@ func (s *Store) renewDue(ctx context.Context) {
 		used[e.tok] = true
 		if !e.renewAt.IsZero() && !now.Before(e.renewAt) {
 			leases = append(leases, dueLease{k, e})
+		} else {
+			s.schedule(e.renewAt)
 		}
 		if t := e.tok; !t.renewAt.IsZero() && !now.Before(t.renewAt) && t.end.Before(e.end) {
 			tokens[t] = true
+		} else if t.end.Before(e.end) {
+			s.schedule(t.renewAt)
 		}
 	}
 	for id, t := range s.tokens {
@@ -266,6 +305,7 @@ func (s *Store) renewToken(ctx context.Context, t *token) {
 			t.renewAt = time.Time{} // the token's max TTL is reached
 		}
 	}
+	s.schedule(t.renewAt)
 }
 
 // renewLease renews e's lease with its issuing token. A refusal forgets it:
@@ -289,4 +329,5 @@ func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
 			e.renewAt = time.Time{} // the lease's max TTL is reached
 		}
 	}
+	s.schedule(e.renewAt)
 }

@@ -355,6 +355,38 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	}
 }
 
+// TestRunWakesWhenARenewalIsDue runs the loop on the real clock: a lease of
+// 2s is due after 1.33s, well before Run's longest sleep.
+func TestRunWakesWhenARenewalIsDue(t *testing.T) {
+	s, err := New(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeVault{now: time.Now, ends: map[string]time.Time{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	iss := Issuer{Vault: f, Token: "t", TTL: time.Hour, Renewable: true, Expires: time.Now().Add(time.Hour)}
+	_, err = s.Get(ctx, Key{Isolation: "pod", Request: "creds"}, iss, func(context.Context) (*vault.Response, error) {
+		return &vault.Response{Body: []byte(`{"lease_id":"db/x","lease_duration":2,"renewable":true}`)}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(checkEvery / 2)
+	for {
+		if _, renewals, _ := f.counts(); renewals > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no renewal within %v of a 2s lease", checkEvery/2)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestScope(t *testing.T) {
 	if _, err := ParseScope("cluster"); err == nil {
 		t.Error("ParseScope accepted an unknown scope")
