@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
@@ -275,4 +277,113 @@ func rotationRequest(t *testing.T, p pod, params map[string]string, token string
 	}
 	req.Attributes = string(b)
 	return req
+}
+
+// TestDatabaseLeaseRenewed uses Vault's database engine against a real
+// PostgreSQL: its credentials are renewable leases. The store renews them in
+// the background (Run), so a mount after the first TTL has passed still gets
+// the same user, and Vault issued it once. A role whose max TTL stops the
+// renewal gets new credentials near the end.
+func TestDatabaseLeaseRenewed(t *testing.T) {
+	kube, v := leasedBed(t)
+	ctx := t.Context()
+	pg, err := testbed.NewPostgres(ctx)
+	var missing *testbed.MissingBinaryError
+	if errors.As(err, &missing) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pg.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	testbed.LogOnFailure(t, pg)
+	const mount = "database-leases"
+	create := `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`
+	for _, step := range []func() error{
+		func() error {
+			return v.Client.Sys().MountWithContext(ctx, mount, &vaultapi.MountInput{Type: "database"})
+		},
+		func() error {
+			_, err := v.Client.Logical().WriteWithContext(ctx, mount+"/config/pg", map[string]any{
+				"plugin_name": "postgresql-database-plugin", "connection_url": pg.ConnectionURL(),
+				"username": "postgres", "password": "unused-trust-auth", "allowed_roles": "renewed,capped",
+			})
+			return err
+		},
+		func() error {
+			_, err := v.Client.Logical().WriteWithContext(ctx, mount+"/roles/renewed", map[string]any{
+				"db_name": "pg", "creation_statements": create, "default_ttl": "10s", "max_ttl": "1h",
+			})
+			return err
+		},
+		func() error {
+			_, err := v.Client.Logical().WriteWithContext(ctx, mount+"/roles/capped", map[string]any{
+				"db_name": "pg", "creation_statements": create, "default_ttl": "10s", "max_ttl": "14s",
+			})
+			return err
+		},
+		func() error {
+			return v.Client.Sys().PutPolicyWithContext(ctx, "leaser", `
+path "`+leasedPKI+`" { capabilities = ["update"] }
+path "`+mount+`/creds/*" { capabilities = ["read"] }
+`)
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := newLeases(t)
+	runCtx, stop := context.WithCancel(context.Background())
+	running := make(chan struct{})
+	go func() { store.Run(runCtx); close(running) }()
+	t.Cleanup(func() { stop(); <-running })
+	s := serve(t, provider.Options{Leases: store, LeaseScope: leases.ScopePod})
+	p, tok := podToken(t, kube, readerNS, leaserSA, "database")
+	user := func(t *testing.T, role string) string {
+		t.Helper()
+		resp, err := s.client.Mount(t.Context(), rotationRequest(t, p, map[string]string{"roleName": leaserRole, "vaultAddress": v.Addr, "objects": `
+- {objectName: username, secretPath: ` + mount + `/creds/` + role + `, secretKey: username}
+- {objectName: password, secretPath: ` + mount + `/creds/` + role + `, secretKey: password}
+`}, tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files(resp)["username"]
+	}
+
+	// Both wait on the clock, so they wait side by side.
+	t.Run("renewed past its TTL", func(t *testing.T) {
+		t.Parallel()
+		issues := auditCount(t, mount+"/creds/renewed")
+		first := user(t, "renewed")
+		// Renewed at 6.7s and 13.3s; without renewal it would be re-issued
+		// from 8s (a fifth of the TTL before its end).
+		time.Sleep(15 * time.Second)
+		if got := user(t, "renewed"); got != first {
+			t.Errorf("after 15s of a 10s lease got user %q, want the renewed %q", got, first)
+		}
+		n := auditCount(t, mount+"/creds/renewed") - issues
+		t.Logf("database credentials: %d issue(s) in 15s of a 10s lease", n)
+		if n != 1 {
+			t.Errorf("%d issues, want 1", n)
+		}
+	})
+	t.Run("max TTL ends the memory", func(t *testing.T) {
+		t.Parallel()
+		first := user(t, "capped")
+		// Renewed at 6.7s, granted only up to the 14s max: served until 12s.
+		time.Sleep(10 * time.Second)
+		if got := user(t, "capped"); got != first {
+			t.Errorf("at 10s got user %q, want the renewed %q", got, first)
+		}
+		time.Sleep(2500 * time.Millisecond)
+		if got := user(t, "capped"); got == first {
+			t.Errorf("at 12.5s of a 14s max TTL got the old user %q, want new credentials", got)
+		}
+	})
 }

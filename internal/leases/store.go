@@ -264,7 +264,10 @@ func (s *Store) renewDue(ctx context.Context) {
 	}
 	s.mu.Unlock()
 
-	g, ctx := errgroup.WithContext(ctx)
+	// Tokens first: a lease renewal made with a token about to end would
+	// be wasted. Outcomes are recorded per token and lease, so no call
+	// fails the group (nor cancels the others, or the leases' pass).
+	var g errgroup.Group
 	g.SetLimit(renewers)
 	for t := range tokens {
 		g.Go(func() error {
@@ -272,9 +275,7 @@ func (s *Store) renewDue(ctx context.Context) {
 			return nil
 		})
 	}
-	_ = g.Wait() // never fails: outcomes are recorded per token
-	g, ctx = errgroup.WithContext(ctx)
-	g.SetLimit(renewers)
+	_ = g.Wait()
 	for _, d := range leases {
 		g.Go(func() error {
 			s.renewLease(ctx, d.k, d.e)

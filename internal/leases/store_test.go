@@ -24,14 +24,20 @@ type fakeVault struct {
 	err                              error         // answered by every call when set
 }
 
-func (f *fakeVault) LookupLease(_ context.Context, id string) (vault.Lease, error) {
+func (f *fakeVault) LookupLease(ctx context.Context, id string) (vault.Lease, error) {
+	if ctx.Err() != nil {
+		return vault.Lease{}, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups++
 	return vault.Lease{ID: id, TTL: f.ends[id].Sub(f.now()), Renewable: true}, f.err
 }
 
-func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Duration) (vault.Lease, error) {
+func (f *fakeVault) RenewLease(ctx context.Context, id string, increment time.Duration) (vault.Lease, error) {
+	if ctx.Err() != nil {
+		return vault.Lease{}, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.renewals++
@@ -44,7 +50,10 @@ func (f *fakeVault) RenewLease(_ context.Context, id string, increment time.Dura
 	return vault.Lease{ID: id, TTL: increment, Renewable: true}, f.err
 }
 
-func (f *fakeVault) RenewToken(_ context.Context, increment time.Duration) (time.Duration, error) {
+func (f *fakeVault) RenewToken(ctx context.Context, increment time.Duration) (time.Duration, error) {
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tokenRenewals++
