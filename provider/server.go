@@ -31,7 +31,8 @@ type Options struct {
 	// Reads shares GET responses between mounts of one identity; nil: none.
 	Reads *cache.Reads
 	// Leases remembers responses that carry a lease, so rotation polls get
-	// the same dynamic secret; nil: every mount issues anew.
+	// the same dynamic secret; nil: every mount issues anew. Its Run must
+	// be running for the leases to be renewed.
 	Leases *leases.Store
 	// LeaseScope says who shares a remembered lease (pod or identity).
 	LeaseScope leases.Scope

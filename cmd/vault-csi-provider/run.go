@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if f.dynamicScope != leases.ScopeOff {
-		if opts.Leases, err = leases.New(f.dynamicCacheSize); err != nil {
+		if opts.Leases, err = leases.New(f.dynamicCacheSize, logger); err != nil {
 			return err
 		}
 		opts.LeaseScope = f.dynamicScope

@@ -53,13 +53,17 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 	r.mu.Unlock()
 
 	return Shared(ctx, &r.group, key, read, func(resp *vault.Response) {
+		if r.ttl <= 0 {
+			return
+		}
 		// A GET can mint a dynamic secret (database/creds/...): one with a
 		// lease is never kept for later mounts, which may be other pods;
 		// the lease store (internal/leases) remembers it per pod instead.
-		if _, leased := vault.LeaseOf(resp.Body); r.ttl > 0 && !leased {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
+		if _, leased := vault.LeaseOf(resp.Body); leased {
+			return
 		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
 	})
 }

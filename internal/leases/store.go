@@ -3,6 +3,8 @@ package leases
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +57,7 @@ type Store struct {
 	tokens map[string]*token // by Issuer.Token; pruned by each renewal pass
 	group  singleflight.Group
 	now    func() time.Time
+	log    *slog.Logger
 	// next is the earliest renewal known to be due (zero: none); wake tells
 	// Run that it moved earlier.
 	next time.Time
@@ -76,13 +79,17 @@ type token struct {
 	renewAt time.Time // zero: not renewed
 }
 
-// New returns a store holding at most size responses.
-func New(size int) (*Store, error) {
+// New returns a store holding at most size responses. log (nil: none) hears
+// of renewals Vault refused.
+func New(size int, log *slog.Logger) (*Store, error) {
 	c, err := lru.New[Key, *entry](size)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{lru: c, tokens: map[string]*token{}, now: time.Now, wake: make(chan struct{}, 1)}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{lru: c, tokens: map[string]*token{}, now: time.Now, log: log, wake: make(chan struct{}, 1)}, nil
 }
 
 // Get returns the response remembered under k while its lease is good, or
@@ -297,6 +304,7 @@ func (s *Store) renewToken(ctx context.Context, t *token) {
 	switch {
 	case refused(err):
 		t.renewAt = time.Time{}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "Vault refused to renew the token of remembered dynamic secrets; they will be issued anew before it ends", slog.String("error", err.Error()))
 	case err != nil:
 		t.renewAt = now.Add(retryAfter)
 	default:
@@ -321,6 +329,8 @@ func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
 	switch {
 	case refused(err):
 		s.remove(k, e)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "Vault refused to renew a dynamic secret's lease; the next mount issues a new one",
+			slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
 	case err != nil:
 		e.renewAt = now.Add(retryAfter)
 	default:
@@ -331,4 +341,14 @@ func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
 		}
 	}
 	s.schedule(e.renewAt)
+}
+
+// leasePath is a lease ID without its last segment, the part that names the
+// lease itself (database/creds/app/<id> → database/creds/app): enough to
+// say which secret, while the ID stays out of logs.
+func leasePath(id string) string {
+	if i := strings.LastIndexByte(id, '/'); i >= 0 {
+		return id[:i]
+	}
+	return ""
 }

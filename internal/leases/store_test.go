@@ -1,9 +1,12 @@
 package leases
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,15 +83,17 @@ type rig struct {
 	lease vault.Lease
 	// token is the issuing login.
 	token Issuer
+	logs  bytes.Buffer
 }
 
 func newRig(t *testing.T, size int, lease vault.Lease) *rig {
 	t.Helper()
-	s, err := New(size)
+	r := &rig{t: t, now: time.Unix(1_000_000, 0), lease: lease}
+	s, err := New(size, slog.New(slog.NewJSONHandler(&r.logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, store: s, now: time.Unix(1_000_000, 0), lease: lease}
+	r.store = s
 	s.now = func() time.Time { return r.now }
 	r.vault = &fakeVault{now: s.now, ends: map[string]time.Time{}}
 	r.token = Issuer{Vault: r.vault, Token: "token-1", TTL: 768 * time.Hour, Renewable: true, Expires: r.now.Add(768 * time.Hour)}
@@ -202,6 +207,12 @@ func TestRefusedRenewalForgets(t *testing.T) {
 			r.store.renewDue(context.Background())
 			if got := r.store.Len() == 0; got != tt.forget {
 				t.Errorf("forgotten = %v, want %v", got, tt.forget)
+			}
+			if logged := strings.Contains(r.logs.String(), `"path":"database/creds/app"`); logged != tt.forget {
+				t.Errorf("refusal logged with the lease's path = %v, want %v:\n%s", logged, tt.forget, r.logs.String())
+			}
+			if strings.Contains(r.logs.String(), dbLease.ID) {
+				t.Error("the lease ID was logged")
 			}
 			r.vault.err = nil
 			if !tt.forget {
@@ -349,7 +360,7 @@ func TestOneIssueInFlight(t *testing.T) {
 }
 
 func TestRunStopsWithItsContext(t *testing.T) {
-	s, err := New(1)
+	s, err := New(1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +378,7 @@ func TestRunStopsWithItsContext(t *testing.T) {
 // TestRunWakesWhenARenewalIsDue runs the loop on the real clock: a lease of
 // 2s is due after 1.33s, well before Run's longest sleep.
 func TestRunWakesWhenARenewalIsDue(t *testing.T) {
-	s, err := New(10)
+	s, err := New(10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
