@@ -25,11 +25,11 @@ func (s *Server) leaseKey(m *config.Mount, jwt redact.Secret) *leases.Key {
 	if err != nil {
 		return nil // the login identity was derived already; this cannot fail after it
 	}
-	isolation, ok := s.opts.LeaseScope.Isolation(identity, m.Pod.UID)
+	k, ok := s.opts.LeaseScope.Key(identity, m.Pod.UID)
 	if !ok {
 		return nil
 	}
-	return &leases.Key{Isolation: isolation}
+	return &k
 }
 
 // readLeased reads o, through the lease store when the mount has a key: a

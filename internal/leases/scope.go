@@ -25,16 +25,17 @@ func ParseScope(s string) (Scope, error) {
 	return "", fmt.Errorf("%q: want pod, identity or off", s)
 }
 
-// Isolation is the part of a Key that says who shares a lease: identity is
-// the service-account identity (auth.IdentityKey without per-pod logins),
-// podUID the pod's. ok is false when nothing may be remembered: the scope is
-// off, or it is per pod and the driver sent no pod UID.
-func (sc Scope) Isolation(identity, podUID string) (_ string, ok bool) {
+// Key is the part of a store key that says who shares a lease: identity
+// is the service-account identity (auth.IdentityKey without per-pod
+// logins), podUID the pod's; Request is left for the caller. ok is false
+// when nothing may be remembered: the scope is off, or it is per pod and the
+// driver sent no pod UID.
+func (sc Scope) Key(identity, podUID string) (_ Key, ok bool) {
 	switch {
 	case sc == ScopeIdentity:
-		return "identity " + identity, true
+		return Key{Identity: identity}, true
 	case sc == ScopePod && podUID != "":
-		return "pod " + podUID + " " + identity, true
+		return Key{Identity: identity, Pod: podUID}, true
 	}
-	return "", false
+	return Key{}, false
 }

@@ -33,8 +33,9 @@ const (
 // Key names one remembered response. Its parts are opaque digests or names,
 // never secrets.
 type Key struct {
-	Isolation string // from Scope.Isolation
-	Request   string // config.Object.RequestKey()
+	Identity string // the service-account identity (a digest)
+	Pod      string // the pod's UID; empty when the identity's pods share
+	Request  string // config.Object.RequestKey()
 }
 
 // Issuer is the login a response is issued with.
@@ -100,7 +101,7 @@ func (s *Store) Get(ctx context.Context, k Key, iss Issuer, issue func(context.C
 	if ok || err != nil {
 		return resp, err
 	}
-	return cache.Shared(ctx, &s.group, k.Isolation+"\x00"+k.Request, issue, func(resp *vault.Response) {
+	return cache.Shared(ctx, &s.group, k.Identity+"\x00"+k.Pod+"\x00"+k.Request, issue, func(resp *vault.Response) {
 		if l, ok := vault.LeaseOf(resp.Body); ok {
 			s.remember(k, iss, resp, l)
 		}

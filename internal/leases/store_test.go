@@ -103,7 +103,7 @@ func newRig(t *testing.T, size int, lease vault.Lease) *rig {
 // get mounts key k and returns the serial of the response it got.
 func (r *rig) get(k string) string {
 	r.t.Helper()
-	resp, err := r.store.Get(context.Background(), Key{Isolation: "pod", Request: k}, r.token, func(context.Context) (*vault.Response, error) {
+	resp, err := r.store.Get(context.Background(), Key{Identity: "sa", Pod: "uid", Request: k}, r.token, func(context.Context) (*vault.Response, error) {
 		r.issued++
 		r.vault.mu.Lock()
 		r.vault.ends[r.lease.ID] = r.now.Add(r.lease.TTL)
@@ -235,7 +235,7 @@ func TestRevokedLeaseReissued(t *testing.T) {
 		t.Errorf("got serial %s after %d issues, want a new issue for a revoked lease", got, r.issued)
 	}
 	r.vault.err = &vault.Error{Msg: "unreachable: connection refused"}
-	_, err := r.store.Get(context.Background(), Key{Isolation: "pod", Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
+	_, err := r.store.Get(context.Background(), Key{Identity: "sa", Pod: "uid", Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
 		t.Error("issued while Vault could not be asked about the remembered lease")
 		return nil, nil
 	})
@@ -339,7 +339,7 @@ func TestOneIssueInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := r.store.Get(context.Background(), Key{Isolation: "identity", Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
+			_, err := r.store.Get(context.Background(), Key{Identity: "sa", Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
 				mu.Lock()
 				issues++
 				mu.Unlock()
@@ -389,7 +389,7 @@ func TestRunWakesWhenARenewalIsDue(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	iss := Issuer{Vault: f, Token: "t", TTL: time.Hour, Renewable: true, Expires: time.Now().Add(time.Hour)}
-	_, err = s.Get(ctx, Key{Isolation: "pod", Request: "creds"}, iss, func(context.Context) (*vault.Response, error) {
+	_, err = s.Get(ctx, Key{Identity: "sa", Pod: "uid", Request: "creds"}, iss, func(context.Context) (*vault.Response, error) {
 		return &vault.Response{Body: []byte(`{"lease_id":"db/x","lease_duration":2,"renewable":true}`)}, nil
 	})
 	if err != nil {
@@ -411,18 +411,18 @@ func TestScope(t *testing.T) {
 	if _, err := ParseScope("cluster"); err == nil {
 		t.Error("ParseScope accepted an unknown scope")
 	}
-	pod1, _ := ScopePod.Isolation("sa", "uid-1")
-	pod2, _ := ScopePod.Isolation("sa", "uid-2")
-	id1, _ := ScopeIdentity.Isolation("sa", "uid-1")
-	id2, _ := ScopeIdentity.Isolation("sa", "uid-2")
-	other, _ := ScopeIdentity.Isolation("other-sa", "uid-1")
+	pod1, _ := ScopePod.Key("sa", "uid-1")
+	pod2, _ := ScopePod.Key("sa", "uid-2")
+	id1, _ := ScopeIdentity.Key("sa", "uid-1")
+	id2, _ := ScopeIdentity.Key("sa", "uid-2")
+	other, _ := ScopeIdentity.Key("other-sa", "uid-1")
 	if pod1 == pod2 || id1 != id2 || id1 == other {
-		t.Errorf("pod scope must separate pods, identity scope must join them and separate identities: %q %q %q %q %q", pod1, pod2, id1, id2, other)
+		t.Errorf("pod scope must separate pods, identity scope must join them and separate identities: %+v %+v %+v %+v %+v", pod1, pod2, id1, id2, other)
 	}
-	if _, ok := ScopePod.Isolation("sa", ""); ok {
+	if _, ok := ScopePod.Key("sa", ""); ok {
 		t.Error("pod scope without a pod UID must remember nothing")
 	}
-	if _, ok := ScopeOff.Isolation("sa", "uid-1"); ok {
+	if _, ok := ScopeOff.Key("sa", "uid-1"); ok {
 		t.Error("scope off must remember nothing")
 	}
 }
