@@ -23,6 +23,8 @@ type Vault interface {
 	RenewLease(ctx context.Context, id string, increment time.Duration) (vault.Lease, error)
 	// RenewToken renews the issuing token and returns its new TTL.
 	RenewToken(ctx context.Context, increment time.Duration) (time.Duration, error)
+	// RevokeLease ends the lease now.
+	RevokeLease(ctx context.Context, id string) error
 }
 
 // Client is Vault as a token sees it: the token that issued the leases.
@@ -73,6 +75,12 @@ func (c Client) RenewToken(ctx context.Context, increment time.Duration) (time.D
 		return 0, errors.New("auth/token/renew-self: the answer carries no auth")
 	}
 	return time.Duration(answer.Auth.LeaseDuration) * time.Second, nil
+}
+
+// RevokeLease calls sys/leases/revoke, which the default policy does not
+// allow: -revoke-on-pod-delete needs it in the role's policy.
+func (c Client) RevokeLease(ctx context.Context, id string) error {
+	return vault.RevokeLease(ctx, c.Base, c.Token, id)
 }
 
 // seconds reads a JSON number of seconds (vault.Do decodes with UseNumber).

@@ -211,6 +211,36 @@ func (s *Store) usable(e *entry, now time.Time) bool {
 	return now.Before(end.Add(-min(e.lease.TTL/5, 5*time.Minute)))
 }
 
+// RevokePod revokes and forgets the leases remembered for the pod (scope
+// pod only: shared leases are never revoked for one pod) and returns how
+// many Vault revoked. A revocation that fails is logged; that lease then
+// ends with its TTL.
+func (s *Store) RevokePod(ctx context.Context, uid string) int {
+	var gone []*entry
+	s.mu.Lock()
+	for _, k := range s.lru.Keys() {
+		if k.Pod == uid {
+			e, _ := s.lru.Peek(k)
+			gone = append(gone, e)
+			s.lru.Remove(k)
+		}
+	}
+	s.mu.Unlock()
+	revoked := 0
+	for _, e := range gone {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := e.tok.vault.RevokeLease(cctx, e.lease.ID)
+		cancel()
+		if err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "could not revoke a deleted pod's dynamic secret; it ends with its lease",
+				slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
+			continue
+		}
+		revoked++
+	}
+	return revoked
+}
+
 // Len is the number of remembered responses.
 func (s *Store) Len() int {
 	s.mu.Lock()

@@ -25,6 +25,7 @@ type fakeVault struct {
 	grant                            time.Duration // what RenewLease grants; 0: the increment
 	tokenGrant                       time.Duration // what RenewToken grants; 0: the increment
 	err                              error         // answered by every call when set
+	revoked                          []string
 }
 
 func (f *fakeVault) LookupLease(ctx context.Context, id string) (vault.Lease, error) {
@@ -64,6 +65,18 @@ func (f *fakeVault) RenewToken(ctx context.Context, increment time.Duration) (ti
 		increment = f.tokenGrant
 	}
 	return increment, f.err
+}
+
+func (f *fakeVault) RevokeLease(ctx context.Context, id string) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.revoked = append(f.revoked, id)
+	}
+	return f.err
 }
 
 func (f *fakeVault) counts() (lookups, renewals, tokenRenewals int) {
@@ -424,5 +437,34 @@ func TestScope(t *testing.T) {
 	}
 	if _, ok := ScopeOff.Key("sa", "uid-1"); ok {
 		t.Error("scope off must remember nothing")
+	}
+}
+
+func TestRevokePod(t *testing.T) {
+	r := newRig(t, 10, dbLease)
+	get := func(pod string) {
+		t.Helper()
+		_, err := r.store.Get(context.Background(), Key{Identity: "sa", Pod: pod, Request: "creds"}, r.token, func(context.Context) (*vault.Response, error) {
+			body := fmt.Sprintf(`{"lease_id":"database/creds/app/%s","lease_duration":1800,"renewable":true}`, pod)
+			return &vault.Response{Body: []byte(body)}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	get("gone")
+	get("stays")
+	if n := r.store.RevokePod(context.Background(), "gone"); n != 1 {
+		t.Errorf("RevokePod revoked %d leases, want 1", n)
+	}
+	if r.store.Len() != 1 || len(r.vault.revoked) != 1 || r.vault.revoked[0] != "database/creds/app/gone" {
+		t.Errorf("after RevokePod: %d remembered, revoked %v; want the other pod's kept and only the gone pod's revoked", r.store.Len(), r.vault.revoked)
+	}
+	r.vault.err = &vault.Error{Status: http.StatusForbidden, Msg: "permission denied"}
+	if n := r.store.RevokePod(context.Background(), "stays"); n != 0 || r.store.Len() != 0 {
+		t.Errorf("refused revocation: %d revoked, %d remembered; want 0 and the lease forgotten", n, r.store.Len())
+	}
+	if !strings.Contains(r.logs.String(), "could not revoke") || strings.Contains(r.logs.String(), "database/creds/app/stays") {
+		t.Errorf("the refusal is not logged, or the lease ID is:\n%s", r.logs.String())
 	}
 }

@@ -1,8 +1,14 @@
 package vault
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/okevault/vault-csi-provider/internal/redact"
 )
 
 // Lease is the lease a response carries: dynamic secrets (database, PKI
@@ -25,4 +31,16 @@ func LeaseOf(body []byte) (_ Lease, ok bool) {
 		return Lease{}, false
 	}
 	return Lease{ID: r.LeaseID, TTL: time.Duration(r.LeaseDuration) * time.Second, Renewable: r.Renewable}, true
+}
+
+// RevokeLease ends a lease now (sys/leases/revoke), with token, whose
+// policy must allow it: the default policy does not.
+func RevokeLease(ctx context.Context, base *api.Client, token redact.Secret, id string) error {
+	c, err := base.Clone()
+	if err != nil {
+		return err
+	}
+	c.SetToken(token.Reveal())
+	// The body, not the URL, carries the ID, so it stays out of errors.
+	return wrap(http.MethodPut, "sys/leases/revoke", c.Sys().RevokeWithContext(ctx, id))
 }
