@@ -11,10 +11,12 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
+	"github.com/okevault/vault-csi-provider/internal/podwatch"
 	"github.com/okevault/vault-csi-provider/internal/redact"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 	"github.com/okevault/vault-csi-provider/provider"
@@ -28,6 +30,14 @@ const (
 	leaserSA   = "leaser"
 	leaserRole = "leaser"
 	leasedPKI  = "pki/issue/leased"
+	leasedDB   = "database-leases"
+	// leaserPolicy issues certificates and database credentials, and lets
+	// -revoke-on-pod-delete revoke them (the default policy does not).
+	leaserPolicy = `
+path "` + leasedPKI + `" { capabilities = ["update"] }
+path "` + leasedDB + `/creds/*" { capabilities = ["read"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+`
 )
 
 var leaseBed sync.Once
@@ -49,7 +59,7 @@ func leasedBed(t *testing.T) (*testbed.Kube, *testbed.Vault) {
 			"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "1h", "generate_lease": true,
 		})
 		must(err)
-		must(v.Client.Sys().PutPolicyWithContext(ctx, "leaser", `path "`+leasedPKI+`" { capabilities = ["update"] }`))
+		must(v.Client.Sys().PutPolicyWithContext(ctx, "leaser", leaserPolicy))
 		must(kube.CreateServiceAccount(ctx, readerNS, leaserSA))
 		_, err = v.Client.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+leaserRole, map[string]any{
 			"bound_service_account_names":      []string{leaserSA},
@@ -301,7 +311,7 @@ func TestDatabaseLeaseRenewed(t *testing.T) {
 		}
 	})
 	testbed.LogOnFailure(t, pg)
-	const mount = "database-leases"
+	const mount = leasedDB
 	create := `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`
 	for _, step := range []func() error{
 		func() error {
@@ -325,12 +335,6 @@ func TestDatabaseLeaseRenewed(t *testing.T) {
 				"db_name": "pg", "creation_statements": create, "default_ttl": "10s", "max_ttl": "14s",
 			})
 			return err
-		},
-		func() error {
-			return v.Client.Sys().PutPolicyWithContext(ctx, "leaser", `
-path "`+leasedPKI+`" { capabilities = ["update"] }
-path "`+mount+`/creds/*" { capabilities = ["read"] }
-`)
 		},
 	} {
 		if err := step(); err != nil {
@@ -386,4 +390,46 @@ path "`+mount+`/creds/*" { capabilities = ["read"] }
 			t.Errorf("at 12.5s of a 14s max TTL got the old user %q, want new credentials", got)
 		}
 	})
+}
+
+// TestRevokeOnPodDelete: with the pod watcher on this node, deleting a pod
+// revokes its remembered certificate in Vault; another pod's stays.
+func TestRevokeOnPodDelete(t *testing.T) {
+	kube, v := leasedBed(t)
+	store := newLeases(t)
+	s := serve(t, provider.Options{Leases: store, LeaseScope: leases.ScopePod})
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	if err := podwatch.Watch(ctx, kube.Client, testbed.NodeName, func(ctx context.Context, uid string) { store.RevokePod(ctx, uid) }); err != nil {
+		t.Fatal(err)
+	}
+	before := liveLeases(t, v)
+	params := leasedParams(v, "deleted.example.com")
+	gone, goneTok := podToken(t, kube, readerNS, leaserSA, "revoked-on-delete")
+	stays, staysTok := podToken(t, kube, readerNS, leaserSA, "kept-on-delete")
+	for _, m := range []struct {
+		p   pod
+		tok string
+	}{{gone, goneTok}, {stays, staysTok}} {
+		if _, err := s.client.Mount(t.Context(), request(t, m.p, params, "vault", m.tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := liveLeases(t, v) - before; n != 2 {
+		t.Fatalf("%d leases for two pods, want 2", n)
+	}
+	zero := int64(0)
+	if err := kube.Client.CoreV1().Pods(readerNS).Delete(t.Context(), gone.name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for liveLeases(t, v)-before != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leases 30s after the pod was deleted, want 1 (the other pod's)", liveLeases(t, v)-before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if store.Len() != 1 {
+		t.Errorf("%d remembered responses, want the remaining pod's 1", store.Len())
+	}
 }

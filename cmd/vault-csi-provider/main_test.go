@@ -73,6 +73,8 @@ func TestFlagsEndpoint(t *testing.T) {
 		{[]string{"-cache-size=0"}, "", "-cache-size"},
 		{[]string{"-dynamic-secrets-scope=cluster"}, "", "-dynamic-secrets-scope"},
 		{[]string{"-dynamic-secrets-cache-size=0"}, "", "-dynamic-secrets-cache-size"},
+		{[]string{"-revoke-on-pod-delete"}, "", "-node-name"},
+		{[]string{"-revoke-on-pod-delete", "-node-name=n", "-dynamic-secrets-scope=identity"}, "", "-dynamic-secrets-scope=pod"},
 		{[]string{"-bogus"}, "", "bogus"},
 	} {
 		f, err := parseFlags(tc.args, env(nil), io.Discard)

@@ -31,6 +31,7 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/logging"
 	"github.com/okevault/vault-csi-provider/internal/metrics"
 	"github.com/okevault/vault-csi-provider/internal/objectversion"
+	"github.com/okevault/vault-csi-provider/internal/podwatch"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 	"github.com/okevault/vault-csi-provider/provider"
 )
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case err != nil && f.tokenRequestFallback:
 		return fmt.Errorf("-token-request-fallback needs a Kubernetes client: %w", err)
+	case err != nil && f.revokeOnPodDelete:
+		return fmt.Errorf("-revoke-on-pod-delete needs a Kubernetes client: %w", err)
 	case err != nil:
 		logger.Warn("no Kubernetes client: object versions will be empty", "error", err.Error())
 	default:
@@ -121,6 +124,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error {
 			opts.Leases.Run(ctx) // renews remembered leases until shutdown
 			return nil
+		})
+	}
+	if f.revokeOnPodDelete {
+		g.Go(func() error {
+			err := podwatch.Watch(ctx, kube, f.nodeName, func(ctx context.Context, uid string) {
+				if n := opts.Leases.RevokePod(ctx, uid); n > 0 {
+					logger.Info("revoked a deleted pod's dynamic secrets", "podUID", uid, "leases", n)
+				}
+			})
+			if ctx.Err() != nil {
+				return nil // shut down before the pods were listed
+			}
+			return err
 		})
 	}
 	g.Go(func() error {
