@@ -398,11 +398,11 @@ func TestRevokeOnPodDelete(t *testing.T) {
 	kube, v := leasedBed(t)
 	store := newLeases(t)
 	s := serve(t, provider.Options{Leases: store, LeaseScope: leases.ScopePod})
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	if err := podwatch.Watch(ctx, kube.Client, testbed.NodeName, func(ctx context.Context, uid string) { store.RevokePod(ctx, uid) }); err != nil {
+	stop, err := podwatch.Start(t.Context(), kube.Client, testbed.NodeName, func(ctx context.Context, uid string) { store.RevokePod(ctx, uid) })
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer stop() // no watch goroutine outlives the test
 	before := liveLeases(t, v)
 	params := leasedParams(v, "deleted.example.com")
 	gone, goneTok := podToken(t, kube, readerNS, leaserSA, "revoked-on-delete")

@@ -128,15 +128,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if f.revokeOnPodDelete {
 		g.Go(func() error {
-			err := podwatch.Watch(ctx, kube, f.nodeName, func(ctx context.Context, uid string) {
+			stop, err := podwatch.Start(ctx, kube, f.nodeName, func(ctx context.Context, uid string) {
 				if n := opts.Leases.RevokePod(ctx, uid); n > 0 {
 					logger.Info("revoked a deleted pod's dynamic secrets", "podUID", uid, "leases", n)
 				}
 			})
-			if ctx.Err() != nil {
-				return nil // shut down before the pods were listed
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // shut down before the pods were listed
+				}
+				return fmt.Errorf("-revoke-on-pod-delete: %w", err)
 			}
-			return err
+			<-ctx.Done()
+			stop()
+			return nil
 		})
 	}
 	g.Go(func() error {

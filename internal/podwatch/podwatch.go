@@ -17,19 +17,25 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// Watch calls gone with the UID of each pod of node that is deleted, until
-// ctx ends. It returns once the node's pods are listed, so deletions from
-// then on are seen, or with ctx's error if it ends first. It needs list and
-// watch on pods.
-func Watch(ctx context.Context, client kubernetes.Interface, node string, gone func(ctx context.Context, uid string)) error {
+// Start calls gone with the UID of each pod of node that is deleted, until
+// ctx ends or stop is called; stop also waits for the watch's goroutines. It
+// returns once the node's pods are listed, so deletions from then on are
+// seen, or with ctx's error if it ends first. It needs list and watch on
+// pods.
+func Start(ctx context.Context, client kubernetes.Interface, node string, gone func(ctx context.Context, uid string)) (stop func(), _ error) {
 	if node == "" {
-		return errors.New("podwatch: no node name")
+		return nil, errors.New("podwatch: no node name")
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithNamespace(metav1.NamespaceAll),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 		}))
+	stop = func() {
+		cancel()
+		factory.Shutdown()
+	}
 	inf := factory.Core().V1().Pods().Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
@@ -41,13 +47,13 @@ func Watch(ctx context.Context, client kubernetes.Interface, node string, gone f
 			}
 		},
 	}); err != nil {
-		return err
+		stop()
+		return nil, err
 	}
 	factory.Start(ctx.Done())
-	// The informer stops with ctx; Shutdown waits for its goroutines.
-	go func() { <-ctx.Done(); factory.Shutdown() }()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return ctx.Err()
+		stop()
+		return nil, ctx.Err()
 	}
-	return nil
+	return stop, nil
 }

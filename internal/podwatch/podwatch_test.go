@@ -38,15 +38,15 @@ func TestWatchSeesOnlyThisNode(t *testing.T) {
 
 	var mu sync.Mutex
 	var gone []string
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	if err := Watch(wctx, kube.Client, "node-a", func(_ context.Context, uid string) {
+	stop, err := Start(ctx, kube.Client, "node-a", func(_ context.Context, uid string) {
 		mu.Lock()
 		gone = append(gone, uid)
 		mu.Unlock()
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer stop()
 	zero := int64(0)
 	for _, p := range []*corev1.Pod{other, mine} { // mine last: once it is seen, other had its chance
 		if err := pods.Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
