@@ -3,6 +3,9 @@ package e2e
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Dynamic secrets through the real driver: a PKI role with generate_lease
@@ -23,7 +26,10 @@ func configureLeases(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Sys().PutPolicyWithContext(ctx, leasesRole, `path "`+leasesPKI+`" { capabilities = ["update"] }`); err != nil {
+	if err := v.Sys().PutPolicyWithContext(ctx, leasesRole, `
+path "`+leasesPKI+`" { capabilities = ["update"] }
+path "sys/leases/revoke" { capabilities = ["update"] }
+`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+leasesRole, map[string]any{
@@ -93,5 +99,30 @@ func TestRotationCreatesNoLeases(t *testing.T) {
 	eventually(t, 10*rotationPoll, "a new certificate after the revocation", func() (bool, string) {
 		f := files(t, vol)
 		return f["tls.crt"] != first["tls.crt"] && f["tls.crt"] != "", "still the revoked certificate"
+	})
+}
+
+// TestPodDeleteRevokesLeases: the bed's provider runs with
+// -revoke-on-pod-delete on the driver's node; deleting a pod revokes its
+// certificate in Vault.
+func TestPodDeleteRevokesLeases(t *testing.T) {
+	shared(t)
+	configureLeases(t)
+	applyClass(t, e2eNS, "leased-deleted", map[string]string{"roleName": leasesRole, "objects": `
+- {objectName: tls.crt, secretPath: ` + leasesPKI + `, method: PUT, secretArgs: {common_name: deleted.example.com, ttl: 30m}, secretKey: certificate}
+`})
+	pod := podFor(t, e2eNS, leasesSA, "leased-deleted")
+	before := liveLeases(t)
+	mustPublish(t, pod, "leased-deleted")
+	if n := liveLeases(t) - before; n != 1 {
+		t.Fatalf("%d leases after the mount, want 1", n)
+	}
+	zero := int64(0)
+	if err := bed.kube.Client.CoreV1().Pods(e2eNS).Delete(t.Context(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the deleted pod's lease revoked", func() (bool, string) {
+		n := liveLeases(t) - before
+		return n == 0, fmt.Sprintf("%d leases", n)
 	})
 }

@@ -119,7 +119,8 @@ func startBed() (err error) {
 	bed.provider, err = testbed.NewProvider(ctx, testbed.ProviderOptions{
 		ProvidersDir: providers,
 		Kube:         bed.kube,
-		Args:         []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr},
+		Args: []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr,
+			"-revoke-on-pod-delete", "-node-name=" + testbed.NodeName},
 	})
 	return err
 }
