@@ -52,7 +52,7 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 	}
 	r.mu.Unlock()
 
-	return Shared(ctx, &r.group, key, read, func(resp *vault.Response) {
+	resp, shared, err := share(ctx, &r.group, key, read, func(resp *vault.Response) {
 		if r.ttl <= 0 {
 			return
 		}
@@ -66,4 +66,12 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 		defer r.mu.Unlock()
 		r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
 	})
+	if err == nil && shared {
+		// Mounts of several pods asked at once and a GET minted a dynamic
+		// secret: each reads its own, so no two pods hold one lease.
+		if _, leased := vault.LeaseOf(resp.Body); leased {
+			return read(ctx)
+		}
+	}
+	return resp, err
 }

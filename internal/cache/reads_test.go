@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,5 +81,39 @@ func TestReadsDoNotKeepLeasedResponses(t *testing.T) {
 	}
 	if calls.Load() != 2 {
 		t.Errorf("%d reads for two mounts of a leased GET, want 2: dynamic credentials are not shared by the read cache", calls.Load())
+	}
+}
+
+func TestReadsDoNotShareLeasesInFlight(t *testing.T) {
+	r, _ := NewReads(10, 0)
+	var calls atomic.Int32
+	release := make(chan struct{})
+	read := func(context.Context) (*vault.Response, error) {
+		n := calls.Add(1)
+		if n == 1 {
+			<-release // the first read holds the others in flight behind it
+		}
+		return &vault.Response{Body: []byte(fmt.Sprintf(`{"lease_id":"database/creds/app/%d","lease_duration":3600}`, n))}, nil
+	}
+	results := make(chan string, 3)
+	for range 3 {
+		go func() {
+			resp, err := r.Get(context.Background(), "id|database/creds/app", read)
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			l, _ := vault.LeaseOf(resp.Body)
+			results <- l.ID
+		}()
+	}
+	time.Sleep(20 * time.Millisecond) // let the mounts pile up behind the first read
+	close(release)
+	seen := map[string]bool{}
+	for range 3 {
+		seen[<-results] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("3 concurrent mounts got leases %v, want 3 different ones", seen)
 	}
 }

@@ -16,6 +16,13 @@ const sharedTimeout = 30 * time.Second
 // keep stores its result; each caller stops waiting when its own ctx ends.
 // Logins, reads and the lease store (internal/leases) go through it.
 func Shared[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (T, error) {
+	v, _, err := share(ctx, g, key, fn, keep)
+	return v, err
+}
+
+// share is Shared that also reports whether the result went to more than
+// one caller.
+func share[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (_ T, shared bool, _ error) {
 	ch := g.DoChan(key, func() (any, error) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
 		defer cancel()
@@ -29,11 +36,11 @@ func Shared[T any](ctx context.Context, g *singleflight.Group, key string, fn fu
 	var zero T
 	select {
 	case <-ctx.Done():
-		return zero, ctx.Err()
+		return zero, false, ctx.Err()
 	case r := <-ch:
 		if r.Err != nil {
-			return zero, r.Err
+			return zero, r.Shared, r.Err
 		}
-		return r.Val.(T), nil
+		return r.Val.(T), r.Shared, nil
 	}
 }
