@@ -42,6 +42,7 @@
 // costs one lookup per object per poll, which creates nothing in Vault.
 //
 // Forgetting never revokes: a pod may still use the credentials until their
-// lease ends. After a provider restart memory is empty and each pod's
-// dynamic objects are issued once more.
+// lease ends. Only RevokePod does, for a pod that is gone
+// (-revoke-on-pod-delete, fed by internal/podwatch). After a provider restart
+// memory is empty and each pod's dynamic objects are issued once more.
 package leases
