@@ -18,6 +18,7 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/auth"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/objectversion"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
@@ -51,6 +52,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	sess := &session{
 		logins: s.opts.Logins,
 		key:    key,
+		leases: s.leaseKey(m, jwt),
 		login: func(ctx context.Context) (vault.Login, error) {
 			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt)
 			s.opts.Metrics.VaultRequest("login", err)
@@ -90,6 +92,8 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 type session struct {
 	logins *cache.Logins
 	key    string
+	// leases is the mount's part of lease-store keys; nil: not remembered.
+	leases *leases.Key
 	login  func(context.Context) (vault.Login, error)
 }
 
@@ -135,7 +139,7 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 	g.SetLimit(s.opts.ReadConcurrency)
 	for i, o := range objects {
 		g.Go(func() error {
-			r, err := s.read(gctx, base, sess.key, lg, o)
+			r, err := s.readLeased(gctx, base, sess, lg, o)
 			switch {
 			case o.Optional && vault.NotFound(err):
 				return nil // left out: no response

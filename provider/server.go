@@ -10,6 +10,7 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/auth"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/metrics"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
@@ -29,6 +30,12 @@ type Options struct {
 	Logins   *cache.Logins
 	// Reads shares GET responses between mounts of one identity; nil: none.
 	Reads *cache.Reads
+	// Leases remembers responses that carry a lease, so rotation polls get
+	// the same dynamic secret; nil: every mount issues anew. Its Run must
+	// be running for the leases to be renewed.
+	Leases *leases.Store
+	// LeaseScope says who shares a remembered lease (pod or identity).
+	LeaseScope leases.Scope
 	// Keys may be nil: object versions are then empty, as the peer does
 	// when it can't have its key.
 	Keys Keys

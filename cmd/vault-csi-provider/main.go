@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/provider"
 )
 
@@ -42,6 +43,10 @@ type flags struct {
 	tokenRequestFallback, loginPerPod   bool
 	mountTimeout, shutdownTimeout       time.Duration
 	readConcurrency, maxResponseSize    int
+	dynamicScope                        leases.Scope
+	dynamicCacheSize                    int
+	revokeOnPodDelete                   bool
+	nodeName                            string
 	printVersion                        bool
 	// podAttributes are the keys pods may set through volumeAttributes;
 	// nil (the flag unset) lets pods set any, as the driver does.
@@ -76,6 +81,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")
 	podAttrs := fs.String("allowed-pod-attributes", "", "comma-separated parameters pods may set through their volume's volumeAttributes (the driver lets them override the SecretProviderClass); when set, a mount whose pod sets any other is refused. Needs get on pods")
 	fs.IntVar(&f.maxResponseSize, "max-response-size", provider.DefaultMaxResponseSize, "largest mount response in bytes: the driver's --max-call-recv-msg-size; a mount whose files exceed it fails with ResourceExhausted")
+	scope := fs.String("dynamic-secrets-scope", "pod", "who shares a dynamic secret (a response with a lease) across rotation polls: pod, identity (the pods of one service account and role) or off (issue on every mount)")
+	fs.IntVar(&f.dynamicCacheSize, "dynamic-secrets-cache-size", 10000, "how many dynamic secrets (pod or identity, and request) to remember")
+	fs.BoolVar(&f.revokeOnPodDelete, "revoke-on-pod-delete", false, "revoke a pod's dynamic secrets when the pod is deleted (needs -dynamic-secrets-scope=pod, -node-name, pods list/watch, and sys/leases/revoke in the roles' policies)")
+	fs.StringVar(&f.nodeName, "node-name", "", "this node's name, whose pods -revoke-on-pod-delete watches (default: $NODE_NAME)")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
 	fs.StringVar(&d.AuthMountPath, "vault-mount", "", "default Vault auth mount path (default: kubernetes, or jwt for vaultAuthType jwt)")
@@ -109,6 +118,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 		{"vault-tls-client-key", &d.TLS.ClientKey, "VAULT_CLIENT_KEY"},
 		{"hmac-secret-namespace", &f.hmacSecretNamespace, "POD_NAMESPACE"},
 		{"kubeconfig", &f.kubeconfig, "KUBECONFIG"},
+		{"node-name", &f.nodeName, "NODE_NAME"},
 	} {
 		if !set[e.flag] {
 			*e.dst = getenv(e.env)
@@ -161,6 +171,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if f.readConcurrency < 1 {
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)
+	}
+	var err error
+	if f.dynamicScope, err = leases.ParseScope(*scope); err != nil {
+		return nil, fmt.Errorf("-dynamic-secrets-scope %w", err)
+	}
+	if f.dynamicCacheSize < 1 {
+		return nil, fmt.Errorf("-dynamic-secrets-cache-size %d: must be at least 1", f.dynamicCacheSize)
+	}
+	if f.revokeOnPodDelete && (f.dynamicScope != leases.ScopePod || f.nodeName == "") {
+		return nil, errors.New("-revoke-on-pod-delete needs -dynamic-secrets-scope=pod (shared leases are never revoked for one pod) and -node-name or $NODE_NAME")
 	}
 	if f.mountTimeout <= 0 || f.shutdownTimeout < 0 {
 		return nil, errors.New("-mount-timeout must be positive and -shutdown-timeout not negative")

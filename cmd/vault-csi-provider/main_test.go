@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -32,6 +33,9 @@ func TestFlagsPeerDefaults(t *testing.T) {
 	if f.endpoint != "/tmp/vault.sock" || f.healthAddr != ":8080" || f.hmacSecretName != "vault-csi-provider-hmac-key" ||
 		f.cacheSize != 1000 || f.logLevel != "info" || f.providerName != "vault" || f.tokenRequestFallback {
 		t.Errorf("defaults differ from the peer's: %+v", f)
+	}
+	if f.dynamicScope != leases.ScopePod {
+		t.Errorf("-dynamic-secrets-scope defaults to %q, want pod: pods share no credentials unless told to", f.dynamicScope)
 	}
 }
 
@@ -67,6 +71,10 @@ func TestFlagsEndpoint(t *testing.T) {
 		{[]string{"-provider-name=../evil"}, "", "-provider-name"},
 		{[]string{"-provider-name=a-name-that-is-far-too-long-for-the-driver"}, "", "-provider-name"},
 		{[]string{"-cache-size=0"}, "", "-cache-size"},
+		{[]string{"-dynamic-secrets-scope=cluster"}, "", "-dynamic-secrets-scope"},
+		{[]string{"-dynamic-secrets-cache-size=0"}, "", "-dynamic-secrets-cache-size"},
+		{[]string{"-revoke-on-pod-delete"}, "", "-node-name"},
+		{[]string{"-revoke-on-pod-delete", "-node-name=n", "-dynamic-secrets-scope=identity"}, "", "-dynamic-secrets-scope=pod"},
 		{[]string{"-bogus"}, "", "bogus"},
 	} {
 		f, err := parseFlags(tc.args, env(nil), io.Discard)

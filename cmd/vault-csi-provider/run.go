@@ -27,9 +27,11 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/auth"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/logging"
 	"github.com/okevault/vault-csi-provider/internal/metrics"
 	"github.com/okevault/vault-csi-provider/internal/objectversion"
+	"github.com/okevault/vault-csi-provider/internal/podwatch"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 	"github.com/okevault/vault-csi-provider/provider"
 )
@@ -83,12 +85,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheTTL); err != nil {
 		return err
 	}
+	if f.dynamicScope != leases.ScopeOff {
+		if opts.Leases, err = leases.New(f.dynamicCacheSize, logger); err != nil {
+			return err
+		}
+		opts.LeaseScope = f.dynamicScope
+	}
 	kube, err := kubeClient(f.kubeconfig)
 	switch {
 	case err != nil && f.tokenRequestFallback:
 		return fmt.Errorf("-token-request-fallback needs a Kubernetes client: %w", err)
 	case err != nil && f.podAttributes != nil:
 		return fmt.Errorf("-allowed-pod-attributes needs a Kubernetes client to read pods: %w", err)
+	case err != nil && f.revokeOnPodDelete:
+		return fmt.Errorf("-revoke-on-pod-delete needs a Kubernetes client: %w", err)
 	case err != nil:
 		logger.Warn("no Kubernetes client: object versions will be empty", "error", err.Error())
 	default:
@@ -126,6 +136,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var serving atomic.Bool
 
 	g, ctx := errgroup.WithContext(ctx)
+	if opts.Leases != nil {
+		g.Go(func() error {
+			opts.Leases.Run(ctx) // renews remembered leases until shutdown
+			return nil
+		})
+	}
+	if f.revokeOnPodDelete {
+		g.Go(func() error {
+			stop, err := podwatch.Start(ctx, kube, f.nodeName, func(ctx context.Context, uid string) {
+				if n := opts.Leases.RevokePod(ctx, uid); n > 0 {
+					logger.Info("revoked a deleted pod's dynamic secrets", "podUID", uid, "leases", n)
+				}
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // shut down before the pods were listed
+				}
+				return fmt.Errorf("-revoke-on-pod-delete: %w", err)
+			}
+			<-ctx.Done()
+			stop()
+			return nil
+		})
+	}
 	g.Go(func() error {
 		serving.Store(true)
 		logger.Info("serving", "endpoint", f.endpoint, "version", version)

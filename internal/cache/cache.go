@@ -58,7 +58,7 @@ func (l *Logins) Get(ctx context.Context, key string, login func(context.Context
 	l.stats.Misses++
 	l.mu.Unlock()
 
-	lg, err := shared(ctx, &l.group, key, login, func(lg vault.Login) {
+	lg, err := Shared(ctx, &l.group, key, login, func(lg vault.Login) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.lru.Add(key, entry{login: lg, usableUntil: l.usableUntil(lg.TTL)}) {

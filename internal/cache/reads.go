@@ -52,11 +52,26 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 	}
 	r.mu.Unlock()
 
-	return shared(ctx, &r.group, key, read, func(resp *vault.Response) {
-		if r.ttl > 0 {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
+	resp, shared, err := share(ctx, &r.group, key, read, func(resp *vault.Response) {
+		if r.ttl <= 0 {
+			return
 		}
+		// A GET can mint a dynamic secret (database/creds/...): one with a
+		// lease is never kept for later mounts, which may be other pods;
+		// the lease store (internal/leases) remembers it per pod instead.
+		if _, leased := vault.LeaseOf(resp.Body); leased {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
 	})
+	if err == nil && shared {
+		// Mounts of several pods asked at once and a GET minted a dynamic
+		// secret: each reads its own, so no two pods hold one lease.
+		if _, leased := vault.LeaseOf(resp.Body); leased {
+			return read(ctx)
+		}
+	}
+	return resp, err
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -63,5 +64,56 @@ func TestReadsErrorsNotCached(t *testing.T) {
 	ok := func(context.Context) (*vault.Response, error) { return &vault.Response{Body: []byte("ok")}, nil }
 	if resp, err := r.Get(t.Context(), "k", ok); err != nil || string(resp.Body) != "ok" {
 		t.Errorf("after a failure: %v, %v", resp, err)
+	}
+}
+
+func TestReadsDoNotKeepLeasedResponses(t *testing.T) {
+	r, _ := NewReads(10, time.Minute)
+	var calls atomic.Int32
+	read := func(context.Context) (*vault.Response, error) {
+		calls.Add(1)
+		return &vault.Response{Body: []byte(`{"lease_id":"database/creds/app/x","lease_duration":3600,"data":{"username":"u"}}`)}, nil
+	}
+	for range 2 {
+		if _, err := r.Get(t.Context(), "id|database/creds/app", read); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d reads for two mounts of a leased GET, want 2: dynamic credentials are not shared by the read cache", calls.Load())
+	}
+}
+
+func TestReadsDoNotShareLeasesInFlight(t *testing.T) {
+	r, _ := NewReads(10, 0)
+	var calls atomic.Int32
+	release := make(chan struct{})
+	read := func(context.Context) (*vault.Response, error) {
+		n := calls.Add(1)
+		if n == 1 {
+			<-release // the first read holds the others in flight behind it
+		}
+		return &vault.Response{Body: []byte(fmt.Sprintf(`{"lease_id":"database/creds/app/%d","lease_duration":3600}`, n))}, nil
+	}
+	results := make(chan string, 3)
+	for range 3 {
+		go func() {
+			resp, err := r.Get(context.Background(), "id|database/creds/app", read)
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			l, _ := vault.LeaseOf(resp.Body)
+			results <- l.ID
+		}()
+	}
+	time.Sleep(20 * time.Millisecond) // let the mounts pile up behind the first read
+	close(release)
+	seen := map[string]bool{}
+	for range 3 {
+		seen[<-results] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("3 concurrent mounts got leases %v, want 3 different ones", seen)
 	}
 }

@@ -15,6 +15,9 @@ type Login struct {
 	Token     redact.Secret
 	TTL       time.Duration // auth.lease_duration; 0 means no expiry
 	Renewable bool
+	// Expires is when the token ends unless renewed (zero: never). Leases
+	// the token issues die with it, so the lease store bounds them by it.
+	Expires time.Time
 }
 
 // LoginJWT logs in at auth/<mount>/login with {role, jwt}: the body both the
@@ -26,6 +29,7 @@ func LoginJWT(ctx context.Context, base *api.Client, mount, role string, jwt red
 		return Login{}, err
 	}
 	c.ClearToken()
+	sent := time.Now()
 	s, err := c.Logical().WriteWithContext(ctx, path, map[string]any{"role": role, "jwt": jwt.Reveal()})
 	if err != nil {
 		return Login{}, wrap("login", path, err)
@@ -33,9 +37,15 @@ func LoginJWT(ctx context.Context, base *api.Client, mount, role string, jwt red
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
 		return Login{}, &Error{Op: "login", Path: path, Msg: "response carries no token", Err: errors.New("no auth in login response")}
 	}
-	return Login{
+	lg := Login{
 		Token:     redact.New(s.Auth.ClientToken),
 		TTL:       time.Duration(s.Auth.LeaseDuration) * time.Second,
 		Renewable: s.Auth.Renewable,
-	}, nil
+	}
+	if lg.TTL > 0 {
+		// Counted from before the request, so never later than Vault's own
+		// expiry.
+		lg.Expires = sent.Add(lg.TTL)
+	}
+	return lg, nil
 }

@@ -79,6 +79,11 @@ func seedVault(ctx context.Context, v *testbed.Vault, kube *testbed.Kube, p *pla
 			return fmt.Errorf("write role %s: %w", id.role, err)
 		}
 	}
+	if p.dynamic {
+		if err := seedPKI(ctx, v); err != nil {
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(setupConcurrency)
 	kv := v.Client.KVv2(kvMount)
@@ -96,6 +101,23 @@ func seedVault(ctx context.Context, v *testbed.Vault, kube *testbed.Kube, p *pla
 		})
 	}
 	return g.Wait()
+}
+
+// seedPKI mounts the -dynamic PKI engine with a root CA and a role whose
+// certificates are leases (generate_lease), like database credentials.
+func seedPKI(ctx context.Context, v *testbed.Vault) error {
+	if err := v.Client.Sys().MountWithContext(ctx, pkiMount, &vaultapi.MountInput{Type: "pki"}); err != nil {
+		return fmt.Errorf("mount PKI at %s: %w", pkiMount, err)
+	}
+	for path, body := range map[string]map[string]any{
+		pkiMount + "/root/generate/internal": {"common_name": "bench-ca", "ttl": "24h"},
+		pkiMount + "/roles/bench":            {"allowed_domains": "bench.example.com", "allow_subdomains": true, "max_ttl": "2h", "generate_lease": true},
+	} {
+		if _, err := v.Client.Logical().WriteWithContext(ctx, path, body); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // createPods creates the service accounts and pods, and for each pod a

@@ -103,3 +103,40 @@ func TestBench(t *testing.T) {
 		t.Errorf("floor: %d calls, want %d", floor.Calls, sa+res.Plan.FloorReads)
 	}
 }
+
+// TestBenchDynamic runs -dynamic: each pod's certificate is issued once in
+// the storm, and a rotation pass issues none (it looks the leases up).
+func TestBenchDynamic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kube-apiserver, Vault and the provider")
+	}
+	const pods = 4
+	out := filepath.Join(t.TempDir(), "results.json")
+	var table bytes.Buffer
+	if err := run(t.Context(), []string{
+		"-sas=2", "-pods=4", "-objects=2", "-secrets=1", "-concurrency=2", "-rounds=1", "-dynamic", "-json=" + out,
+	}, &table, t.Output()); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("\n%s", table.String())
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("results JSON: %v", err)
+	}
+	storm, rotation := res.Phases[0], res.Phases[1]
+	for _, ph := range []Phase{storm, rotation} {
+		if len(ph.Errors) > 0 {
+			t.Errorf("%s: errors %v: %v", ph.Name, ph.Errors, ph.ErrorSamples)
+		}
+	}
+	if storm.Vault.Leases != pods {
+		t.Errorf("storm: %d leases, want %d (one certificate per pod)", storm.Vault.Leases, pods)
+	}
+	if rotation.Vault.Leases != 0 || rotation.Vault.OtherPaths["sys/leases/lookup"] != pods {
+		t.Errorf("rotation: %d leases and other requests %v; want 0 leases and %d lookups", rotation.Vault.Leases, rotation.Vault.OtherPaths, pods)
+	}
+}

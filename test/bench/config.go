@@ -29,6 +29,9 @@ type Config struct {
 	Secrets         int `json:"secrets"`         // K: shared KV v2 secrets (each service account also has its own)
 	Concurrency     int `json:"concurrency"`     // C: mounts (or floor requests) in flight
 	Rounds          int `json:"rounds"`          // rotation passes after the storm
+	// Dynamic adds to every class a certificate from a PKI role with
+	// generate_lease: each issue is a lease, counted per phase.
+	Dynamic bool `json:"dynamic,omitempty"`
 
 	// MountTimeout is each Mount's deadline: kubelet gives a CSI
 	// NodePublishVolume two minutes.
@@ -74,6 +77,7 @@ func parseFlags(args []string, output io.Writer) (Config, error) {
 	fs.IntVar(&c.Secrets, "secrets", c.Secrets, "shared KV v2 secrets (K); each service account also gets its own")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "mounts in flight (C); the floor keeps as many Vault requests in flight")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rotation passes after the storm")
+	fs.BoolVar(&c.Dynamic, "dynamic", c.Dynamic, "add to every class a certificate issued by a PKI role with generate_lease, and count the leases each phase creates")
 	fs.DurationVar(&c.MountTimeout, "mount-timeout", c.MountTimeout, "deadline of each Mount call")
 	fs.StringVar(&c.Out, "json", c.Out, "write the results as JSON to this `file`")
 	if err := fs.Parse(args); err != nil {

@@ -20,7 +20,9 @@ import (
 type VaultCounts struct {
 	Logins int `json:"logins"` // auth/kubernetes/login
 	Reads  int `json:"reads"`  // requests to the benchmark's KV mount
-	Other  int `json:"other"`  // anything else (token lookups, renewals, sys/...)
+	// Leases is the -dynamic certificates issued: each is a new lease.
+	Leases int `json:"leases"`
+	Other  int `json:"other"` // anything else (token lookups, renewals, sys/...)
 	// OtherPaths breaks Other down by request path.
 	OtherPaths map[string]int `json:"otherPaths,omitempty"`
 }
@@ -80,6 +82,8 @@ func (a *auditLog) countSince(off int64) (VaultCounts, error) {
 					c.Logins++
 				case strings.HasPrefix(p, kvMount+"/"):
 					c.Reads++
+				case p == pkiIssue:
+					c.Leases++
 				default:
 					c.Other++
 					c.OtherPaths[p]++

@@ -30,6 +30,7 @@ func TestAuditCountSince(t *testing.T) {
 		`{"type":"request","request":{"path":"bench/data/own/sa-0"}}`,
 		`{"type":"response","request":{"path":"bench/data/own/sa-0"}}`,
 		`{"type":"request","request":{"path":"auth/token/lookup-self"}}`,
+		`{"type":"request","request":{"path":"bench-pki/issue/bench"}}`,
 		`{"type":"request","request":{"path":"bench/data/half-written`,
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -46,7 +47,7 @@ func TestAuditCountSince(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := VaultCounts{Logins: 1, Reads: 2, Other: 1, OtherPaths: map[string]int{"auth/token/lookup-self": 1}}
+	want := VaultCounts{Logins: 1, Reads: 2, Leases: 1, Other: 1, OtherPaths: map[string]int{"auth/token/lookup-self": 1}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("countSince (-want +got):\n%s", diff)
 	}

@@ -187,7 +187,7 @@ func writeTable(w io.Writer, r *Results) error {
 		pl.FloorLogins, pl.FloorReads, pl.MountReads)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(cells ...string) { _, _ = io.WriteString(tw, strings.Join(cells, "\t")+"\t\n") }
-	row("phase", "mounts", "errors", "wall", "mounts/s", "p50", "p90", "p99", "max", "logins", "reads", "other", "tokenreviews", "cpu", "peak rss")
+	row("phase", "mounts", "errors", "wall", "mounts/s", "p50", "p90", "p99", "max", "logins", "reads", "leases", "other", "tokenreviews", "cpu", "peak rss")
 	for _, ph := range r.Phases {
 		name := ph.Name
 		if name == phaseFloor {
@@ -205,12 +205,15 @@ func writeTable(w io.Writer, r *Results) error {
 			fmt.Sprintf("%.2fs", ph.WallSeconds), fmt.Sprintf("%.1f", ph.MountsPerSecond),
 			fmt.Sprintf("%.1fms", ph.Latency.P50), fmt.Sprintf("%.1fms", ph.Latency.P90), fmt.Sprintf("%.1fms", ph.Latency.P99),
 			fmt.Sprintf("%.1fms", ph.Latency.Max),
-			strconv.Itoa(ph.Vault.Logins), strconv.Itoa(ph.Vault.Reads), strconv.Itoa(ph.Vault.Other), tr, cpu, rss)
+			strconv.Itoa(ph.Vault.Logins), strconv.Itoa(ph.Vault.Reads), strconv.Itoa(ph.Vault.Leases), strconv.Itoa(ph.Vault.Other), tr, cpu, rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	b.WriteString("* floor: the least Vault work for the storm, done directly with the Vault API; its latencies are of single Vault requests\n")
+	if r.Config.Dynamic {
+		fmt.Fprintf(&b, "leases: certificates issued from %s (generate_lease), one object of every class (-dynamic); the floor issues none, a rotation pass should issue 0\n", pkiIssue)
+	}
 	for _, ph := range r.Phases {
 		if len(ph.Errors) == 0 {
 			continue

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,10 +18,16 @@ import (
 
 // The names the workload uses in Kubernetes and Vault.
 const (
-	namespace = "bench"      // every pod and service account
-	kvMount   = "bench"      // KV v2 secrets engine
-	authMount = "kubernetes" // Kubernetes auth method
-	audience  = "vault"      // the tokens' audience, as the CSIDriver's tokenRequests
+	namespace = "bench"     // every pod and service account
+	kvMount   = "bench"     // KV v2 secrets engine
+	pkiMount  = "bench-pki" // PKI engine of -dynamic
+	// pkiIssue is the -dynamic object's path: its role has generate_lease.
+	pkiIssue = pkiMount + "/issue/bench"
+	// certPrefix is what the -dynamic object's file starts with; its value
+	// is new on every issue, so only its shape is checked.
+	certPrefix = "-----BEGIN CERTIFICATE-----"
+	authMount  = "kubernetes" // Kubernetes auth method
+	audience   = "vault"      // the tokens' audience, as the CSIDriver's tokenRequests
 	// secretKeys and valueBytes make a secret of about 1 KiB: 5 keys of 200 characters.
 	secretKeys = 5
 	valueBytes = 100
@@ -36,6 +43,8 @@ type plan struct {
 	pods       []*pod
 	// secrets holds each secret's data by its API path (bench/data/...).
 	secrets map[string]map[string]string
+	// dynamic: each class also mounts a certificate whose issue is a lease.
+	dynamic bool
 }
 
 // identity is a service account with a Vault role, and the class its pods
@@ -49,10 +58,15 @@ type identity struct {
 
 // object is one entry of the class's objects parameter.
 type object struct {
-	Name string `yaml:"objectName"`
-	Path string `yaml:"secretPath"`
-	Key  string `yaml:"secretKey"`
+	Name   string         `yaml:"objectName"`
+	Path   string         `yaml:"secretPath"`
+	Key    string         `yaml:"secretKey"`
+	Method string         `yaml:"method,omitempty"`
+	Args   map[string]any `yaml:"secretArgs,omitempty"`
 }
+
+// dynamic reports whether o is the -dynamic certificate.
+func (o object) dynamic() bool { return o.Path == pkiIssue }
 
 // pod is one pod: its Kubernetes object and the token kubelet would send.
 type pod struct {
@@ -69,7 +83,7 @@ type pod struct {
 // class of O objects thus reads ceil(O/2) keys of its own secret (one path)
 // and floor(O/2) shared paths.
 func newPlan(cfg Config) (*plan, error) {
-	p := &plan{secrets: map[string]map[string]string{}}
+	p := &plan{secrets: map[string]map[string]string{}, dynamic: cfg.Dynamic}
 	addSecret := func(path string) error {
 		if _, ok := p.secrets[path]; ok {
 			return nil
@@ -115,6 +129,10 @@ func newPlan(cfg Config) (*plan, error) {
 				id.paths = append(id.paths, o.Path)
 			}
 		}
+		if cfg.Dynamic {
+			id.objects = append(id.objects, object{Name: "dynamic.crt", Path: pkiIssue, Key: "certificate", Method: "PUT",
+				Args: map[string]any{"common_name": sa + ".bench.example.com", "ttl": "1h"}})
+		}
 		p.identities = append(p.identities, id)
 	}
 	for i := range cfg.Pods {
@@ -134,19 +152,28 @@ func randomValue() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// policyHCL lets the identity read exactly the paths its class reads.
+// policyHCL lets the identity read exactly the paths its class reads, and
+// issue its -dynamic certificate.
 func (id *identity) policyHCL() string {
 	var b strings.Builder
 	for _, p := range id.paths {
 		fmt.Fprintf(&b, "path %q {\n  capabilities = [\"read\"]\n}\n", p)
 	}
+	if slices.ContainsFunc(id.objects, object.dynamic) {
+		fmt.Fprintf(&b, "path %q {\n  capabilities = [\"update\"]\n}\n", pkiIssue)
+	}
 	return b.String()
 }
 
-// want is what the provider must answer for each object: the key's value.
+// want is what the provider must answer for each object: the key's value,
+// or certPrefix for the -dynamic certificate.
 func (p *plan) want(id *identity) map[string]string {
 	w := make(map[string]string, len(id.objects))
 	for _, o := range id.objects {
+		if o.dynamic() {
+			w[o.Name] = certPrefix
+			continue
+		}
 		w[o.Name] = p.secrets[o.Path][o.Key]
 	}
 	return w

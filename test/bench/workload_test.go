@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,48 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := parseFlags(args, &strings.Builder{}); err == nil {
 			t.Errorf("parseFlags(%q): no error", args)
 		}
+	}
+}
+
+func TestPlanDynamic(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.ServiceAccounts, cfg.Pods, cfg.Objects, cfg.Secrets, cfg.Dynamic = 2, 4, 2, 1, true
+	p, err := newPlan(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := p.identities[0]
+	last := id.objects[len(id.objects)-1]
+	if len(id.objects) != 3 || !last.dynamic() || last.Method != "PUT" || last.Args["common_name"] != "sa-0.bench.example.com" {
+		t.Fatalf("objects %+v, want the two KV objects and the certificate", id.objects)
+	}
+	if slices.Contains(id.paths, pkiIssue) || p.floorReads() != 2*2 {
+		t.Errorf("the certificate counts as a KV read: paths %v, floor reads %d", id.paths, p.floorReads())
+	}
+	if !strings.Contains(id.policyHCL(), `path "`+pkiIssue+`" {
+  capabilities = ["update"]`) {
+		t.Errorf("policy does not allow issuing:\n%s", id.policyHCL())
+	}
+	params, err := id.classParameters("http://vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(params["objects"], "method: PUT") || !strings.Contains(params["objects"], "secretArgs:") {
+		t.Errorf("objects parameter lacks the certificate's method and arguments:\n%s", params["objects"])
+	}
+	resp := &v1alpha1.MountResponse{
+		ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "x", Version: "1"}},
+		Files: []*v1alpha1.File{
+			{Path: id.objects[0].Name, Contents: []byte(p.want(id)[id.objects[0].Name])},
+			{Path: id.objects[1].Name, Contents: []byte(p.want(id)[id.objects[1].Name])},
+			{Path: "dynamic.crt", Contents: []byte(certPrefix + "\nMIIB...")},
+		},
+	}
+	if d := checkFiles(resp, p.want(id)); d != "" {
+		t.Errorf("checkFiles of a mount with a certificate: %s", d)
+	}
+	resp.Files[2].Contents = []byte("not a certificate")
+	if d := checkFiles(resp, p.want(id)); d == "" {
+		t.Error("checkFiles accepted a certificate file that holds no certificate")
 	}
 }

@@ -19,7 +19,7 @@ import (
 // the requests its rate-limit quota refuses, so this is where a retry storm
 // would show.
 type countingProxy struct {
-	URL                string
+	URL               string
 	requests, limited atomic.Int64
 }
 
@@ -128,4 +128,3 @@ func (p *slowProxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
-

@@ -132,6 +132,32 @@ metrics:
 		},
 	},
 	{
+		name:   "revoke-on-pod-delete",
+		values: "revokeOnPodDelete: true\n",
+		check: func(t *testing.T, objs objects) {
+			c := providerContainer(t, objs)
+			if !slices.Contains(c.Args, "-revoke-on-pod-delete") {
+				t.Errorf("args %q lack -revoke-on-pod-delete", c.Args)
+			}
+			if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+				return e.Name == "NODE_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName"
+			}) {
+				t.Errorf("env %v lacks NODE_NAME from spec.nodeName", c.Env)
+			}
+			var cr rbacv1.ClusterRole
+			typed(t, objs.get(t, "ClusterRole", releaseName+"-pods"), &cr)
+			want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}}}
+			if diff := cmp.Diff(want, cr.Rules); diff != "" {
+				t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
+			}
+			var crb rbacv1.ClusterRoleBinding
+			typed(t, objs.get(t, "ClusterRoleBinding", releaseName+"-pods"), &crb)
+			if crb.RoleRef.Name != cr.Name || len(crb.Subjects) != 1 || crb.Subjects[0].Name != releaseName {
+				t.Errorf("ClusterRoleBinding %+v does not bind the provider to %s", crb, cr.Name)
+			}
+		},
+	},
+	{
 		name:   "token-request-fallback",
 		values: "tokenRequestFallback: true\n",
 		check: func(t *testing.T, objs objects) {
@@ -331,10 +357,12 @@ func checkInvariants(t *testing.T, objs objects) {
 		t.Errorf("Role rules (-want +got):\n%s", diff)
 	}
 	fallback := slices.Contains(c.Args, "-token-request-fallback")
-	podAttrs := slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "-allowed-pod-attributes=") })
+	pods := slices.Contains(c.Args, "-revoke-on-pod-delete") ||
+		slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "-allowed-pod-attributes=") })
+	// Cluster-wide rights only for the flags that need them.
 	for _, kind := range []string{"ClusterRole", "ClusterRoleBinding"} {
-		if objs.hasNamed(kind, releaseName+"-token-request") != fallback || objs.hasNamed(kind, releaseName+"-pods") != podAttrs {
-			t.Errorf("%s objects %v, with -token-request-fallback = %v and -allowed-pod-attributes = %v", kind, objs.names(), fallback, podAttrs)
+		if objs.hasNamed(kind, releaseName+"-token-request") != fallback || objs.hasNamed(kind, releaseName+"-pods") != pods {
+			t.Errorf("%s objects %v, with -token-request-fallback = %v and -allowed-pod-attributes or -revoke-on-pod-delete = %v", kind, objs.names(), fallback, pods)
 		}
 	}
 }
@@ -549,7 +577,8 @@ func TestArgsAcceptedByProvider(t *testing.T) {
 			objs := decodeObjects(t, []byte(mustRender(t.Context(), t, releaseNamespace, parseValues(t, tc.values)).Manifest))
 			args := slices.Concat(providerContainer(t, objs).Args, []string{"-version"})
 			cmd := exec.CommandContext(t.Context(), bin, args...)
-			cmd.Env = []string{"POD_NAMESPACE=" + releaseNamespace}
+			// What the downward API gives the container.
+			cmd.Env = []string{"POD_NAMESPACE=" + releaseNamespace, "NODE_NAME=node-a"}
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("vault-csi-provider %q: %v\n%s", args, err, out)
 			}

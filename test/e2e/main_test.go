@@ -127,7 +127,8 @@ func startBed() (err error) {
 		ProvidersDir: providers,
 		Kube:         bed.kube,
 		// trace: the leak check reads everything the provider can say.
-		Args: []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr, "-log-level=trace"},
+		Args: []string{"-vault-addr=" + bed.vault.Addr, "-metrics-addr=" + bed.metricsAddr, "-log-level=trace",
+			"-revoke-on-pod-delete", "-node-name=" + testbed.NodeName},
 	})
 	return err
 }

@@ -1,0 +1,385 @@
+package leases
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/vault"
+)
+
+const (
+	// checkEvery is the longest Run sleeps; it wakes earlier when a renewal
+	// is due sooner.
+	checkEvery = 10 * time.Second
+	// minWait keeps Run from spinning on renewals due in the past.
+	minWait = 500 * time.Millisecond
+	// retryAfter is when a renewal that got no answer is tried again.
+	retryAfter = 30 * time.Second
+	// callTimeout bounds one renewal in the background.
+	callTimeout = 10 * time.Second
+	// renewers bounds the renewals in flight.
+	renewers = 4
+)
+
+// Key names one remembered response. Its parts are opaque digests or names,
+// never secrets.
+type Key struct {
+	Identity string // the service-account identity (a digest)
+	Pod      string // the pod's UID; empty when the identity's pods share
+	Request  string // config.Object.RequestKey()
+}
+
+// Issuer is the login a response is issued with.
+type Issuer struct {
+	// Vault is bound to the issuing client and token.
+	Vault Vault
+	// Token identifies the token without holding it (a digest): leases of
+	// one token share its renewal.
+	Token     string
+	TTL       time.Duration // the login's TTL, asked for again on renewal
+	Renewable bool
+	Expires   time.Time // zero: the token never expires
+}
+
+// Store remembers responses that carry a lease. It is bounded (LRU); an
+// evicted or forgotten lease is left to expire, never revoked.
+type Store struct {
+	mu     sync.Mutex
+	lru    *lru.Cache[Key, *entry]
+	tokens map[string]*token // by Issuer.Token; pruned by each renewal pass
+	group  singleflight.Group
+	now    func() time.Time
+	log    *slog.Logger
+	// next is the earliest renewal known to be due (zero: none); wake tells
+	// Run that it moved earlier.
+	next time.Time
+	wake chan struct{}
+}
+
+type entry struct {
+	resp    *vault.Response
+	lease   vault.Lease // as issued: its TTL is the renewal increment
+	end     time.Time   // when the lease ends, as last known
+	renewAt time.Time   // zero: not renewed (not renewable, or max TTL reached)
+	tok     *token
+}
+
+type token struct {
+	vault   Vault
+	ttl     time.Duration
+	end     time.Time // zero: never
+	renewAt time.Time // zero: not renewed
+}
+
+// New returns a store holding at most size responses. log (nil: none) hears
+// of renewals Vault refused.
+func New(size int, log *slog.Logger) (*Store, error) {
+	c, err := lru.New[Key, *entry](size)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{lru: c, tokens: map[string]*token{}, now: time.Now, log: log, wake: make(chan struct{}, 1)}, nil
+}
+
+// Get returns the response remembered under k while its lease is good, or
+// runs issue (once across concurrent callers of k) and remembers the answer
+// if it carries a lease. iss is the login issue uses.
+func (s *Store) Get(ctx context.Context, k Key, iss Issuer, issue func(context.Context) (*vault.Response, error)) (*vault.Response, error) {
+	resp, ok, err := s.remembered(ctx, k)
+	if ok || err != nil {
+		return resp, err
+	}
+	return cache.Shared(ctx, &s.group, k.Identity+"\x00"+k.Pod+"\x00"+k.Request, issue, func(resp *vault.Response) {
+		if l, ok := vault.LeaseOf(resp.Body); ok {
+			s.remember(k, iss, resp, l)
+		}
+	})
+}
+
+// remembered is k's response if its lease is still usable; Vault is asked,
+// so a lease revoked meanwhile is not served.
+func (s *Store) remembered(ctx context.Context, k Key) (*vault.Response, bool, error) {
+	s.mu.Lock()
+	e, ok := s.lru.Get(k)
+	if ok && !s.usable(e, s.now()) {
+		s.lru.Remove(k)
+		ok = false
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	l, err := e.tok.vault.LookupLease(ctx, e.lease.ID)
+	switch {
+	case refused(err):
+		s.forget(k, e)
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("look up the remembered lease: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	e.end = now.Add(l.TTL)
+	if !s.usable(e, now) {
+		s.remove(k, e)
+		return nil, false, nil
+	}
+	return e.resp, true, nil
+}
+
+func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	tok, ok := s.tokens[iss.Token]
+	if !ok {
+		tok = &token{vault: iss.Vault, ttl: iss.TTL, end: iss.Expires}
+		if iss.Renewable && !iss.Expires.IsZero() {
+			tok.renewAt = iss.Expires.Add(-iss.TTL / 3)
+		}
+		s.tokens[iss.Token] = tok
+	}
+	e := &entry{resp: resp, lease: l, end: now.Add(l.TTL), tok: tok}
+	if l.Renewable {
+		e.renewAt = now.Add(2 * l.TTL / 3)
+	}
+	if !s.usable(e, now) {
+		return // too short-lived to serve again
+	}
+	s.lru.Add(k, e)
+	s.schedule(e.renewAt)
+	s.schedule(tok.renewAt)
+}
+
+// schedule makes Run wake by t (zero: nothing to do). s.mu is held.
+func (s *Store) schedule(t time.Time) {
+	if t.IsZero() || (!s.next.IsZero() && !t.Before(s.next)) {
+		return
+	}
+	s.next = t
+	select {
+	case s.wake <- struct{}{}:
+	default: // Run is already told
+	}
+}
+
+// untilNext is how long Run may sleep.
+func (s *Store) untilNext() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := checkEvery
+	if !s.next.IsZero() {
+		d = min(d, s.next.Sub(s.now()))
+	}
+	return max(d, minWait)
+}
+
+// forget drops k if it still holds e.
+func (s *Store) forget(k Key, e *entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remove(k, e)
+}
+
+func (s *Store) remove(k Key, e *entry) {
+	if cur, ok := s.lru.Peek(k); ok && cur == e {
+		s.lru.Remove(k)
+	}
+}
+
+// usable reports whether e may be served at now: it ends (with its token)
+// later than a margin of a fifth of its TTL, at most five minutes, so a pod
+// is not handed credentials about to die.
+func (s *Store) usable(e *entry, now time.Time) bool {
+	end := e.end
+	if !e.tok.end.IsZero() && e.tok.end.Before(end) {
+		end = e.tok.end
+	}
+	return now.Before(end.Add(-min(e.lease.TTL/5, 5*time.Minute)))
+}
+
+// RevokePod revokes and forgets the leases remembered for the pod (scope
+// pod only: shared leases are never revoked for one pod) and returns how
+// many Vault revoked. A revocation that fails is logged; that lease then
+// ends with its TTL.
+func (s *Store) RevokePod(ctx context.Context, uid string) int {
+	var gone []*entry
+	s.mu.Lock()
+	for _, k := range s.lru.Keys() {
+		if k.Pod == uid {
+			e, _ := s.lru.Peek(k)
+			gone = append(gone, e)
+			s.lru.Remove(k)
+		}
+	}
+	s.mu.Unlock()
+	revoked := 0
+	for _, e := range gone {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := e.tok.vault.RevokeLease(cctx, e.lease.ID)
+		cancel()
+		if err != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "could not revoke a deleted pod's dynamic secret; it ends with its lease",
+				slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
+			continue
+		}
+		revoked++
+	}
+	return revoked
+}
+
+// Len is the number of remembered responses.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lru.Len()
+}
+
+// Run renews leases, and the tokens they depend on, until ctx ends.
+func (s *Store) Run(ctx context.Context) {
+	t := time.NewTimer(s.untilNext())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+			s.renewDue(ctx)
+		}
+		t.Reset(s.untilNext())
+	}
+}
+
+// renewDue is one pass: it drops what is no longer usable, then renews the
+// tokens and leases that are due, a few at a time.
+func (s *Store) renewDue(ctx context.Context) {
+	type dueLease struct {
+		k Key
+		e *entry
+	}
+	var leases []dueLease
+	tokens := map[*token]bool{} // those that some lease outlives
+	s.mu.Lock()
+	now := s.now()
+	used := map[*token]bool{}
+	s.next = time.Time{}
+	for _, k := range s.lru.Keys() {
+		e, _ := s.lru.Peek(k)
+		if !s.usable(e, now) {
+			s.lru.Remove(k)
+			continue
+		}
+		used[e.tok] = true
+		if !e.renewAt.IsZero() && !now.Before(e.renewAt) {
+			leases = append(leases, dueLease{k, e})
+		} else {
+			s.schedule(e.renewAt)
+		}
+		if t := e.tok; !t.renewAt.IsZero() && !now.Before(t.renewAt) && t.end.Before(e.end) {
+			tokens[t] = true
+		} else if t.end.Before(e.end) {
+			s.schedule(t.renewAt)
+		}
+	}
+	for id, t := range s.tokens {
+		if !used[t] {
+			delete(s.tokens, id)
+		}
+	}
+	s.mu.Unlock()
+
+	// Tokens first: a lease renewal made with a token about to end would
+	// be wasted. Outcomes are recorded per token and lease, so no call
+	// fails the group (nor cancels the others, or the leases' pass).
+	var g errgroup.Group
+	g.SetLimit(renewers)
+	for t := range tokens {
+		g.Go(func() error {
+			s.renewToken(ctx, t)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for _, d := range leases {
+		g.Go(func() error {
+			s.renewLease(ctx, d.k, d.e)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// renewToken keeps a token alive that remembered leases would outlive. A
+// refusal stops renewing it; its leases then end with it.
+func (s *Store) renewToken(ctx context.Context, t *token) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	ttl, err := t.vault.RenewToken(ctx, t.ttl)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	switch {
+	case refused(err):
+		t.renewAt = time.Time{}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "Vault refused to renew the token of remembered dynamic secrets; they will be issued anew before it ends", slog.String("error", err.Error()))
+	case err != nil:
+		t.renewAt = now.Add(retryAfter)
+	default:
+		t.end = now.Add(ttl)
+		t.renewAt = now.Add(2 * ttl / 3)
+		if ttl < t.ttl {
+			t.renewAt = time.Time{} // the token's max TTL is reached
+		}
+	}
+	s.schedule(t.renewAt)
+}
+
+// renewLease renews e's lease with its issuing token. A refusal forgets it:
+// Vault no longer knows the lease, or no longer lets it live.
+func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	l, err := e.tok.vault.RenewLease(ctx, e.lease.ID, e.lease.TTL)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	switch {
+	case refused(err):
+		s.remove(k, e)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "Vault refused to renew a dynamic secret's lease; the next mount issues a new one",
+			slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
+	case err != nil:
+		e.renewAt = now.Add(retryAfter)
+	default:
+		e.end = now.Add(l.TTL)
+		e.renewAt = now.Add(2 * l.TTL / 3)
+		if !l.Renewable || l.TTL < e.lease.TTL {
+			e.renewAt = time.Time{} // the lease's max TTL is reached
+		}
+	}
+	s.schedule(e.renewAt)
+}
+
+// leasePath is a lease ID without its last segment, the part that names the
+// lease itself (database/creds/app/<id> → database/creds/app): enough to
+// say which secret, while the ID stays out of logs.
+func leasePath(id string) string {
+	if i := strings.LastIndexByte(id, '/'); i >= 0 {
+		return id[:i]
+	}
+	return ""
+}
