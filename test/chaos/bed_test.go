@@ -290,7 +290,7 @@ func report(t *testing.T, what string, d time.Duration) {
 // goroutines is the provider process's goroutine count, from pprof.
 func (p *provider) goroutines(t *testing.T) int {
 	t.Helper()
-	resp, err := http.Get("http://" + p.pprofAddr + "/debug/pprof/goroutine?debug=1") //nolint:noctx // loopback, test only
+	resp, err := http.Get("http://" + p.pprofAddr + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func newSlowProxy(t *testing.T, target string) *slowProxy {
 			if err != nil {
 				return
 			}
-			up, err := net.Dial("tcp", u.Host) //nolint:noctx // test proxy; closed with the listener
+			up, err := net.Dial("tcp", u.Host)
 			if err != nil {
 				_ = c.Close()
 				continue

@@ -32,10 +32,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx); err != nil {
+	err := run(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
-		stop()
 		os.Exit(1)
 	}
 }
@@ -60,7 +60,7 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	step("Starting etcd and kube-apiserver")
 	kube, err := testbed.NewKube(ctx, testbed.KubeOptions{})
@@ -110,7 +110,7 @@ func run(ctx context.Context) (err error) {
 	say("provider socket %s", provider.Socket)
 
 	step("Applying examples/secretproviderclass.yaml and examples/pod.yaml")
-	spc, err := os.ReadFile(filepath.Join(root, "examples", "secretproviderclass.yaml"))
+	spc, err := os.ReadFile(filepath.Join(root, "examples", "secretproviderclass.yaml")) //nolint:gosec // G304: the module's own example
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func (i indent) Write(p []byte) (int, error) {
 // createPod creates the example pod on the driver's node and returns its
 // CSI volume's name and SecretProviderClass.
 func createPod(ctx context.Context, kube *testbed.Kube, node, path string) (*corev1.Pod, string, string, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the module's own example manifest
 	if err != nil {
 		return nil, "", "", err
 	}
