@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -383,6 +384,19 @@ func TestProviderRestartUnderLoad(t *testing.T) {
 	q := startProvider(t, dir)
 	q.recover(t, pods[0][0], 30*time.Second)
 	report(t, "provider restarted on the same socket: process start to first successful mount", time.Since(restart))
+
+	// Killed without a drain, the provider leaves its socket behind: the
+	// next one must replace it rather than fail to listen.
+	if err := q.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q.Socket); err != nil {
+		t.Fatalf("no stale socket after SIGKILL (%v): the case is not produced", err)
+	}
+	restart = time.Now()
+	r := startProvider(t, dir)
+	r.recover(t, pods[0][0], 30*time.Second)
+	report(t, "provider restarted over a stale socket (after SIGKILL): process start to first successful mount", time.Since(restart))
 }
 
 // 3. A rate-limit quota on the secrets mount: 429s are retried after

@@ -94,6 +94,12 @@ func (p *Provider) Terminate() error {
 	return p.proc.stop()
 }
 
+// Kill ends the provider with SIGKILL, as an OOM kill would: no drain, and
+// its socket file stays behind.
+func (p *Provider) Kill() error {
+	return p.proc.kill()
+}
+
 // kill sends SIGKILL to the process group and waits for the exit.
 func (p *process) kill() error {
 	if p == nil || p.exited() {
