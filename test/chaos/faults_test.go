@@ -490,3 +490,38 @@ func firstErr(rs []result) error {
 	}
 	return nil
 }
+
+// 8b. Mounts that cannot finish within the drain period (Vault is slow) are
+// cut at its end: the provider exits on time and the driver gets an error,
+// not a hang.
+func TestShutdownCutsSlowMounts(t *testing.T) {
+	shared(t)
+	const drain = time.Second
+	proxy := newSlowProxy(t, bed.vault.Addr)
+	p := startProvider(t, "", "-vault-addr="+proxy.Addr, "-shutdown-timeout="+drain.String())
+	pods := allPods(t, 1)
+	warm(t, p, pods)
+
+	proxy.setDelay(3 * mountTimeout)
+	done := make(chan []result)
+	go func() { done <- p.storm(context.Background(), t, flatten(pods)[:5]) }()
+	time.Sleep(500 * time.Millisecond) // the mounts wait on Vault
+	start := time.Now()
+	if err := p.Terminate(); err != nil {
+		t.Fatalf("provider did not stop cleanly: %v", err)
+	}
+	stopped := time.Since(start)
+	if stopped > drain+2*time.Second {
+		t.Errorf("provider took %s to stop, drain period %s", stopped, drain)
+	}
+	for _, r := range <-done {
+		if r.err == nil {
+			t.Error("a mount succeeded although Vault answered after the provider stopped")
+			continue
+		}
+		if code, msg := codeOf(r.err); code != "Unavailable" && code != "Canceled" {
+			t.Errorf("mount cut by shutdown: %s (%s), want Unavailable or Canceled", code, msg)
+		}
+	}
+	t.Logf("SIGTERM with mounts stuck on a slow Vault: stopped in %s (drain %s)", stopped.Round(time.Millisecond), drain)
+}
