@@ -121,6 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if f.metricsAddr != "" {
 		opts.Metrics = metrics.New(version, opts.Logins)
+		opts.Metrics.WatchLeases(opts.Leases)
 	}
 
 	lis, err := listen(ctx, f.endpoint)

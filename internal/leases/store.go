@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -63,6 +64,29 @@ type Store struct {
 	// Run that it moved earlier.
 	next time.Time
 	wake chan struct{}
+	// stats count what the store did, for metrics.
+	reused, issued, renewed, dropped, revoked atomic.Uint64
+}
+
+// Stats are the store's counters since start.
+type Stats struct {
+	// Remembered is how many responses the store holds now.
+	Remembered int
+	// Reused mounts got a remembered response instead of a new issue;
+	// Issued responses with a lease were remembered.
+	Reused, Issued uint64
+	// Renewed leases and tokens; Dropped: forgotten because Vault refused
+	// a renewal or no longer knew the lease; Revoked for deleted pods.
+	Renewed, Dropped, Revoked uint64
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Remembered: s.Len(),
+		Reused:     s.reused.Load(), Issued: s.issued.Load(),
+		Renewed: s.renewed.Load(), Dropped: s.dropped.Load(), Revoked: s.revoked.Load(),
+	}
 }
 
 type entry struct {
@@ -125,6 +149,7 @@ func (s *Store) remembered(ctx context.Context, k Key) (*vault.Response, bool, e
 	switch {
 	case refused(err):
 		s.forget(k, e)
+		s.dropped.Add(1)
 		return nil, false, nil
 	case err != nil:
 		return nil, false, fmt.Errorf("look up the remembered lease: %w", err)
@@ -137,6 +162,7 @@ func (s *Store) remembered(ctx context.Context, k Key) (*vault.Response, bool, e
 		s.remove(k, e)
 		return nil, false, nil
 	}
+	s.reused.Add(1)
 	return e.resp, true, nil
 }
 
@@ -160,6 +186,7 @@ func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease)
 		return // too short-lived to serve again
 	}
 	s.lru.Add(k, e)
+	s.issued.Add(1)
 	s.schedule(e.renewAt)
 	s.schedule(tok.renewAt)
 }
@@ -238,6 +265,7 @@ func (s *Store) RevokePod(ctx context.Context, uid string) int {
 		}
 		revoked++
 	}
+	s.revoked.Add(uint64(revoked)) //nolint:gosec // G115: a count, never negative
 	return revoked
 }
 
@@ -339,6 +367,7 @@ func (s *Store) renewToken(ctx context.Context, t *token) {
 	case err != nil:
 		t.renewAt = now.Add(retryAfter)
 	default:
+		s.renewed.Add(1)
 		t.end = now.Add(ttl)
 		t.renewAt = now.Add(2 * ttl / 3)
 		if ttl < t.ttl {
@@ -360,11 +389,13 @@ func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
 	switch {
 	case refused(err):
 		s.remove(k, e)
+		s.dropped.Add(1)
 		s.log.LogAttrs(ctx, slog.LevelWarn, "Vault refused to renew a dynamic secret's lease; the next mount issues a new one",
 			slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
 	case err != nil:
 		e.renewAt = now.Add(retryAfter)
 	default:
+		s.renewed.Add(1)
 		e.end = now.Add(l.TTL)
 		e.renewAt = now.Add(2 * l.TTL / 3)
 		if !l.Renewable || l.TTL < e.lease.TTL {

@@ -468,3 +468,22 @@ func TestRevokePod(t *testing.T) {
 		t.Errorf("the refusal is not logged, or the lease ID is:\n%s", r.logs.String())
 	}
 }
+
+func TestStats(t *testing.T) {
+	r := newRig(t, 10, dbLease)
+	r.get("creds")
+	r.get("creds")
+	r.get("creds")
+	r.advance(20 * time.Minute)
+	r.store.renewDue(context.Background())
+	want := Stats{Remembered: 1, Issued: 1, Reused: 2, Renewed: 1}
+	if got := r.store.Stats(); got != want {
+		t.Errorf("after 3 mounts and a renewal: %+v, want %+v", got, want)
+	}
+	r.vault.err = &vault.Error{Status: http.StatusBadRequest, Msg: "invalid lease"}
+	r.get("creds") // the lookup is refused: dropped, issued anew
+	want = Stats{Remembered: 1, Issued: 2, Reused: 2, Renewed: 1, Dropped: 1}
+	if got := r.store.Stats(); got != want {
+		t.Errorf("after a revoked lease: %+v, want %+v", got, want)
+	}
+}

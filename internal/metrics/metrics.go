@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
@@ -70,6 +71,26 @@ func New(version string, logins *cache.Logins) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// WatchLeases registers the dynamic-secret store's counters (-dynamic-secrets-scope).
+func (m *Metrics) WatchLeases(store *leases.Store) {
+	if m == nil || store == nil {
+		return
+	}
+	counter := func(name, help string, pick func(leases.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help},
+			func() float64 { return float64(pick(store.Stats())) })
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "dynamic_secrets_remembered", Help: "Dynamic secrets (responses with a lease) remembered now."},
+			func() float64 { return float64(store.Stats().Remembered) }),
+		counter("dynamic_secrets_reused_total", "Mounts served a remembered dynamic secret instead of issuing one.", func(s leases.Stats) uint64 { return s.Reused }),
+		counter("dynamic_secrets_issued_total", "Dynamic secrets issued and remembered.", func(s leases.Stats) uint64 { return s.Issued }),
+		counter("dynamic_secrets_renewals_total", "Leases and their tokens renewed in the background.", func(s leases.Stats) uint64 { return s.Renewed }),
+		counter("dynamic_secrets_dropped_total", "Remembered dynamic secrets forgotten because Vault refused a renewal or no longer knew the lease.", func(s leases.Stats) uint64 { return s.Dropped }),
+		counter("dynamic_secrets_revoked_total", "Dynamic secrets revoked because their pod was deleted (-revoke-on-pod-delete).", func(s leases.Stats) uint64 { return s.Revoked }),
+	)
 }
 
 // MountStarted counts a mount in flight; call the returned func with the

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/redact"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
@@ -22,6 +23,11 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := New("v1.2.3", logins)
+	store, err := leases.New(10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.WatchLeases(store)
 
 	done := m.MountStarted()
 	if got := testutil.ToFloat64(m.inFlight); got != 1 {
@@ -64,6 +70,12 @@ func TestMetrics(t *testing.T) {
 		"vault_csi_provider_login_cache_misses_total 1",
 		`vault_csi_provider_build_info{goversion="`,
 		`vault_csi_provider_mount_duration_seconds_count{code="OK"} 1`,
+		"vault_csi_provider_dynamic_secrets_remembered 0",
+		"vault_csi_provider_dynamic_secrets_reused_total 0",
+		"vault_csi_provider_dynamic_secrets_issued_total 0",
+		"vault_csi_provider_dynamic_secrets_renewals_total 0",
+		"vault_csi_provider_dynamic_secrets_dropped_total 0",
+		"vault_csi_provider_dynamic_secrets_revoked_total 0",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -73,4 +85,5 @@ func TestMetrics(t *testing.T) {
 	var nilMetrics *Metrics // a provider without -metrics-addr
 	nilMetrics.MountStarted()("OK")
 	nilMetrics.VaultRequest("read", nil)
+	nilMetrics.WatchLeases(store)
 }

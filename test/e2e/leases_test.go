@@ -63,6 +63,7 @@ func TestRotationCreatesNoLeases(t *testing.T) {
 `})
 	pod := podFor(t, e2eNS, leasesSA, "leased")
 	leasesBefore, issuesBefore := liveLeases(t), auditCount(t, leasesPKI)
+	reusedBefore := metric(t, "vault_csi_provider_dynamic_secrets_reused_total")
 	vol := mustPublish(t, pod, "leased")
 	first := files(t, vol)
 	versions := objectVersions(t, pod, "leased")
@@ -86,6 +87,10 @@ func TestRotationCreatesNoLeases(t *testing.T) {
 	}
 	if now := files(t, vol); now["tls.crt"] != first["tls.crt"] || now["tls.key"] != first["tls.key"] {
 		t.Error("rotation replaced the certificate")
+	}
+	// The metric operators watch says the same: polls were served from memory.
+	if reused := metric(t, "vault_csi_provider_dynamic_secrets_reused_total") - reusedBefore; reused < polls {
+		t.Errorf("dynamic_secrets_reused_total grew by %v over %d polls", reused, polls)
 	}
 	if now := objectVersions(t, pod, "leased"); now["tls.crt"] != versions["tls.crt"] || now["tls.crt"] == "" {
 		t.Errorf("object version moved without a change: %v -> %v", versions, now)
