@@ -497,7 +497,9 @@ func parsePath(s string) (path string, query url.Values, reason string) {
 		if err != nil {
 			return "", nil, `has a query string that is not valid; write it as "?name=value&other=value" with %-escapes where needed`
 		}
-		query = q
+		if len(q) > 0 { // "?" or "?&" is no query at all
+			query = q
+		}
 	}
 	return path, query, ""
 }
