@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,17 +60,7 @@ func TestRunHostile(t *testing.T) {
 			t.Error("run did not stop")
 		}
 	})
-	waitFor(t, func() error {
-		resp, err := http.Get("http://" + health + "/health/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("ready: %s", resp.Status)
-		}
-		return nil
-	})
+	waitReady(t, health)
 	conn, err := grpc.NewClient("unix://"+filepath.Join(dir, "vault.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

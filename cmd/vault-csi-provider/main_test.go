@@ -122,17 +122,7 @@ func TestRun(t *testing.T) {
 		done <- run(ctx, []string{"-provider-dir=" + dir, "-health-addr=" + health, "-kubeconfig=/nonexistent"}, env(nil), io.Discard, &logs)
 	}()
 
-	waitFor(t, func() error {
-		resp, err := http.Get("http://" + health + "/health/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("ready: %s", resp.Status)
-		}
-		return nil
-	})
+	waitReady(t, health)
 	fi, err := os.Stat(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -205,4 +195,20 @@ func waitFor(t *testing.T, cond func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitReady waits until the daemon's /health/ready at addr answers 200.
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	waitFor(t, func() error {
+		resp, err := http.Get("http://" + addr + "/health/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("ready: %s", resp.Status)
+		}
+		return nil
+	})
 }

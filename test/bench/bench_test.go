@@ -18,24 +18,7 @@ func TestBench(t *testing.T) {
 		t.Skip("starts kube-apiserver, Vault and the provider")
 	}
 	const sa, pods = 2, 6
-	out := filepath.Join(t.TempDir(), "results.json")
-	var table bytes.Buffer
-	err := run(t.Context(), []string{
-		"-sas=2", "-pods=6", "-objects=3", "-secrets=2", "-concurrency=3", "-rounds=2", "-json=" + out,
-	}, &table, t.Output())
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	t.Logf("\n%s", table.String())
-
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatalf("results JSON: %v", err)
-	}
+	res := runBench(t, "-sas=2", "-pods=6", "-objects=3", "-secrets=2", "-concurrency=3", "-rounds=2")
 
 	var names []string
 	for _, ph := range res.Phases {
@@ -104,18 +87,12 @@ func TestBench(t *testing.T) {
 	}
 }
 
-// TestBenchDynamic runs -dynamic: each pod's certificate is issued once in
-// the storm, and a rotation pass issues none (it looks the leases up).
-func TestBenchDynamic(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts kube-apiserver, Vault and the provider")
-	}
-	const pods = 4
+// runBench runs the benchmark with args and returns its JSON results.
+func runBench(t *testing.T, args ...string) Results {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "results.json")
 	var table bytes.Buffer
-	if err := run(t.Context(), []string{
-		"-sas=2", "-pods=4", "-objects=2", "-secrets=1", "-concurrency=2", "-rounds=1", "-dynamic", "-json=" + out,
-	}, &table, t.Output()); err != nil {
+	if err := run(t.Context(), append(args, "-json="+out), &table, t.Output()); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	t.Logf("\n%s", table.String())
@@ -127,6 +104,17 @@ func TestBenchDynamic(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatalf("results JSON: %v", err)
 	}
+	return res
+}
+
+// TestBenchDynamic runs -dynamic: each pod's certificate is issued once in
+// the storm, and a rotation pass issues none (it looks the leases up).
+func TestBenchDynamic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kube-apiserver, Vault and the provider")
+	}
+	const pods = 4
+	res := runBench(t, "-sas=2", "-pods=4", "-objects=2", "-secrets=1", "-concurrency=2", "-rounds=1", "-dynamic")
 	storm, rotation := res.Phases[0], res.Phases[1]
 	for _, ph := range []Phase{storm, rotation} {
 		if len(ph.Errors) > 0 {
