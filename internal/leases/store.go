@@ -264,8 +264,8 @@ func (s *Store) RevokePod(ctx context.Context, uid string) int {
 			continue
 		}
 		revoked++
+		s.revoked.Add(1)
 	}
-	s.revoked.Add(uint64(revoked)) //nolint:gosec // G115: a count, never negative
 	return revoked
 }
 
