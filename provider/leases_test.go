@@ -77,15 +77,11 @@ func leasedBed(t *testing.T) (*testbed.Kube, *testbed.Vault) {
 // liveLeases counts the leases Vault holds for the leased PKI role.
 func liveLeases(t *testing.T, v *testbed.Vault) int {
 	t.Helper()
-	s, err := v.Client.Logical().ListWithContext(t.Context(), "sys/leases/lookup/"+leasedPKI+"/")
+	n, err := v.LiveLeases(t.Context(), leasedPKI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s == nil {
-		return 0
-	}
-	keys, _ := s.Data["keys"].([]any)
-	return len(keys)
+	return n
 }
 
 // leasedParams mount a certificate and its key from one issue.

@@ -43,15 +43,11 @@ path "sys/leases/revoke" { capabilities = ["update"] }
 // liveLeases counts the leases Vault holds for the role.
 func liveLeases(t *testing.T) int {
 	t.Helper()
-	s, err := bed.vault.Client.Logical().ListWithContext(t.Context(), "sys/leases/lookup/"+leasesPKI+"/")
+	n, err := bed.vault.LiveLeases(t.Context(), leasesPKI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s == nil {
-		return 0
-	}
-	keys, _ := s.Data["keys"].([]any)
-	return len(keys)
+	return n
 }
 
 func TestRotationCreatesNoLeases(t *testing.T) {

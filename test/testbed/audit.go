@@ -37,6 +37,20 @@ func (v *Vault) AuditErrors(path string) (int, error) {
 	return v.countAudit(func(e auditEntry) bool { return e.Type == "response" && e.Request.Path == path && e.Error != "" })
 }
 
+// LiveLeases is the number of leases Vault holds under prefix (a mount and
+// role path such as "pki/issue/app"), as sys/leases/lookup lists them.
+func (v *Vault) LiveLeases(ctx context.Context, prefix string) (int, error) {
+	s, err := v.Client.Logical().ListWithContext(ctx, "sys/leases/lookup/"+prefix+"/")
+	if err != nil {
+		return 0, fmt.Errorf("list leases under %s: %w", prefix, err)
+	}
+	if s == nil {
+		return 0, nil
+	}
+	keys, _ := s.Data["keys"].([]any)
+	return len(keys), nil
+}
+
 type auditEntry struct {
 	Type    string `json:"type"`
 	Error   string `json:"error"`
