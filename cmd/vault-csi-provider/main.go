@@ -57,7 +57,7 @@ type flags struct {
 	podAttributes []string
 	// The text of flags parseFlags turns into the fields above.
 	podAttributesFlag, dynamicScopeFlag string
-	defaults      config.Defaults
+	defaults                            config.Defaults
 }
 
 // newFlagSet declares every flag into f: the peer's (same names, defaults
