@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -368,4 +370,31 @@ func waitReady(t *testing.T, addr string) {
 		}
 		return nil
 	})
+}
+
+// TestFlagsDocumented holds docs/reference.md's flag tables to the flags:
+// each flag the provider has is in a table row, and each row names a flag.
+func TestFlagsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	row := regexp.MustCompile("(?m)^\\| ([^|]+)\\|")
+	name := regexp.MustCompile("`-([a-z-]+)`")
+	for _, r := range row.FindAllStringSubmatch(string(b), -1) {
+		for _, n := range name.FindAllStringSubmatch(r[1], -1) {
+			documented[n[1]] = true
+		}
+	}
+	fs := newFlagSet(&flags{}, io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !documented[f.Name] {
+			t.Errorf("-%s is in no flag table of docs/reference.md", f.Name)
+		}
+		delete(documented, f.Name)
+	})
+	for n := range documented { // what no flag took
+		t.Errorf("docs/reference.md has a row for -%s, which is no flag", n)
+	}
 }
