@@ -40,7 +40,7 @@ comma := ,
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
 export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
 
-.PHONY: help build release test test-unit fuzz testbin lint demo bench load image image-push clean
+.PHONY: help build release test test-unit fuzz testbin lint demo demo-quick bench bench-pods load image image-push clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -61,7 +61,7 @@ release: ## VERSION=vX.Y.Z: both commands for linux/amd64 and arm64, the chart p
 	cd $(RELEASE_DIR) && sha256sum -- * > SHA256SUMS
 	@echo "release $(VERSION) in $(RELEASE_DIR):"; ls -l $(RELEASE_DIR)
 
-testbin: ## build the real test-bed parts (Vault, etcd, kube-apiserver, kubectl, CSI driver, helm); first run ~25 min, cached after
+testbin: ## build the real test-bed parts and the cluster's images (test/tools/build.sh); first run ~35 min, cached after
 	test/tools/build.sh
 
 test: testbin ## the whole suite against the real parts (what CI runs)
@@ -79,11 +79,17 @@ fuzz: ## try FUZZTIME inputs on each fuzz target (default 20000x), e.g. make fuz
 lint: ## golangci-lint (pinned in test/tools/lint)
 	go tool -modfile=test/tools/lint/go.mod golangci-lint run ./...
 
-demo: testbin build ## the local demo: real Vault, apiserver, CSI driver and the provider mount a secret
+demo: testbin ## the local demo on a real single-node cluster: helm installs the driver and this provider, a pod gets its secret (root)
 	go run ./test/demo
+
+demo-quick: testbin build ## the quicker demo without a node: the parts as processes, the test playing kubelet
+	go run ./test/demo -quick
 
 bench: testbin ## the performance benchmark: a mount storm, rotation passes and the Vault floor (docs/benchmark.md)
 	go run ./test/bench $(BENCH_ARGS)
+
+bench-pods: testbin ## pod start to Ready through kubelet, with and without secrets, 1 and 50 replicas (BENCHMARKS.md)
+	go test -run '^$$' -bench PodStart -benchtime 3x -timeout 40m ./test/cluster/
 
 load: testbin ## 1,000 concurrent mounts through the real socket: errors, logins, peak RSS, goroutines (SECURITY.md)
 	go test -count=1 -run TestLoad -v ./test/chaos/ -args -load

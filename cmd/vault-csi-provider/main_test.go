@@ -166,6 +166,40 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunSurgeRoll plays a DaemonSet rolling update with surge on one node:
+// the next provider replaces the socket while the old one still runs; when
+// the old one stops, the successor's socket stays and answers.
+func TestRunSurgeRoll(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "vault.sock")
+	start := func() (context.CancelFunc, chan error, string) {
+		health := freeAddr(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"-provider-dir=" + dir, "-health-addr=" + health, "-kubeconfig=/nonexistent"}, env(nil), io.Discard, io.Discard)
+		}()
+		waitReady(t, health)
+		return cancel, done, health
+	}
+	stopOld, oldDone, _ := start()
+	stopNew, newDone, _ := start() // the surge pod, while the old one runs
+	defer func() { stopNew(); <-newDone }()
+
+	stopOld()
+	if err := <-oldDone; err != nil {
+		t.Fatalf("old provider: %v", err)
+	}
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := v1alpha1.NewCSIDriverProviderClient(conn).Version(t.Context(), &v1alpha1.VersionRequest{}); err != nil {
+		t.Fatalf("the successor's socket after the old provider stopped: %v", err)
+	}
+}
+
 func TestRunRefusesToReplaceAFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.sock")
 	if err := os.WriteFile(path, []byte("not a socket"), 0o600); err != nil {

@@ -130,7 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.Remove(f.endpoint) }() //nolint:gosec // G703: the operator's own -endpoint, not request input
+	defer lis.removeIfOwn()
 
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(provider.MaxRequestSize), grpc.ChainUnaryInterceptor(provider.RecoverUnary(logger)))
 	v1alpha1.RegisterCSIDriverProviderServer(srv, provider.New(opts))
@@ -210,7 +210,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // listen opens the socket with mode 0600: only root on the node (the driver)
 // may call a provider that hands out secrets. A stale socket from a previous
 // run is removed; any other file in the way is an error.
-func listen(ctx context.Context, path string) (net.Listener, error) {
+func listen(ctx context.Context, path string) (*ownedListener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("endpoint %s exists and is not a socket", path)
@@ -227,7 +227,32 @@ func listen(ctx context.Context, path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	return lis, nil
+	// During a rolling update with surge, the next provider on the node
+	// replaces this socket before this one stops: closing must not unlink
+	// the path, which may be the successor's by then (removeOwnSocket).
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	fi, err := os.Stat(path)
+	if err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return &ownedListener{Listener: lis, path: path, file: fi}, nil
+}
+
+// ownedListener remembers which file its socket is, so shutdown removes the
+// path only while it is still this provider's.
+type ownedListener struct {
+	net.Listener
+	path string
+	file fs.FileInfo
+}
+
+// removeIfOwn removes the socket file if it is still the one this listener
+// created; a successor's socket at the same path stays.
+func (l *ownedListener) removeIfOwn() {
+	if fi, err := os.Stat(l.path); err == nil && os.SameFile(fi, l.file) {
+		_ = os.Remove(l.path) //nolint:gosec // G703: the operator's own -endpoint, not request input
+	}
 }
 
 // serveHTTP runs an HTTP server on addr in g until ctx ends.

@@ -292,6 +292,9 @@ agent:
 			var ds appsv1.DaemonSet
 			typed(t, objs.get(t, "DaemonSet", releaseName), &ds)
 			pod := ds.Spec.Template.Spec
+			if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru == nil || ru.MaxSurge.String() != "0" || ru.MaxUnavailable.String() != "1" {
+				t.Errorf("rollingUpdate %+v with hostNetwork: a surge provider could not bind the node's ports; want maxSurge 0, maxUnavailable 1", ru)
+			}
 			if pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
 				t.Errorf("dnsPolicy %q with hostNetwork: cluster names would not resolve", pod.DNSPolicy)
 			}

@@ -1,14 +1,20 @@
-// Command demo is `make demo`: it starts the real parts on 127.0.0.1 — etcd
-// and kube-apiserver, a Vault dev server, the Secrets Store CSI Driver and
-// this provider — sets Vault up as the user's scenario does, mounts the
-// example SecretProviderClass into the example pod as kubelet would, shows
-// what the pod sees, rotates the secret and mounts again. DEMO_KEEP=1 keeps
-// everything running until Ctrl-C.
+// Command demo is `make demo`: a real single-node cluster (kubelet,
+// containerd, kube-proxy, CoreDNS) with Vault as a pod, the Secrets Store CSI
+// Driver and this provider installed with helm; the example pod starts, its
+// files are shown with kubectl exec, and the secret rotates in the running
+// pod (runCluster).
+//
+// With -quick (`make demo-quick`) it starts the parts as processes on
+// 127.0.0.1 instead — etcd and kube-apiserver, a Vault dev server, the
+// driver and this provider — and mounts the example volume as kubelet
+// would, through the driver's CSI socket. DEMO_KEEP=1 keeps everything
+// running until Ctrl-C.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -31,8 +37,14 @@ import (
 )
 
 func main() {
+	quick := flag.Bool("quick", false, "run the parts as host processes and play kubelet (no cluster)")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
+	demo := runCluster
+	if *quick {
+		demo = run
+	}
+	err := demo(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)

@@ -302,7 +302,7 @@ func (d *Driver) writeKubeconfig(ctx context.Context) (string, error) {
 		return "", err
 	}
 	p := filepath.Join(d.Dir, "kubeconfig")
-	return p, writeKubeconfig(p, d.kube.Host, d.kube.CAPEM, token)
+	return p, writeKubeconfig(p, d.kube.Host, d.kube.CAPEM, tokenUser(token))
 }
 
 func (d *Driver) waitReady(ctx context.Context) error {

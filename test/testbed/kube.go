@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +56,16 @@ type KubeOptions struct {
 	Dir string
 	// ExtraAPIServerFlags are appended to kube-apiserver's command line.
 	ExtraAPIServerFlags []string
+	// Address is where the apiserver listens and what it advertises as the
+	// kubernetes Service's endpoint. Empty: 127.0.0.1, with no endpoint
+	// reconciled (1.37 refuses to advertise a loopback address).
+	Address string
+	// ServiceCIDR is the Services' ClusterIP range. Empty: 10.0.0.0/24.
+	ServiceCIDR string
+	// Nodes readies the apiserver for kubelets: the Node authorizer and the
+	// NodeRestriction admission plugin beside RBAC, and a client certificate
+	// (in system:masters) for calls to kubelets (logs, exec).
+	Nodes bool
 }
 
 // Kube is a real etcd and kube-apiserver on 127.0.0.1. No controller
@@ -77,6 +90,8 @@ type Kube struct {
 
 	ownDir     bool
 	adminToken string
+	pki        *pki
+	opts       KubeOptions
 	etcd       *process
 	apiserver  *process
 	// apiserverBin and apiserverArgs (etcd and extra flags) restart the
@@ -119,17 +134,31 @@ func NewKube(ctx context.Context, opts KubeOptions) (_ *Kube, err error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Kube{Dir: dir, ownDir: owned}
+	if opts.Address == "" {
+		opts.Address = "127.0.0.1"
+	}
+	if opts.ServiceCIDR == "" {
+		opts.ServiceCIDR = "10.0.0.0/24"
+	}
+	k := &Kube{Dir: dir, ownDir: owned, opts: opts}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, k.Close())
 		}
 	}()
 
-	keys, err := newPKI()
+	var serving []net.IP
+	if ip := net.ParseIP(opts.Address); ip != nil && !ip.IsLoopback() {
+		serving = append(serving, ip)
+	}
+	if first, err := firstServiceIP(opts.ServiceCIDR); err == nil {
+		serving = append(serving, first)
+	}
+	keys, err := newPKI(serving...)
 	if err != nil {
 		return nil, err
 	}
+	k.pki = keys
 	k.CAPEM = keys.caPEM
 	k.ServiceAccountPublicKeyPEM = keys.saPubPEM
 	k.adminToken = randomHex(24)
@@ -141,6 +170,14 @@ func NewKube(ctx context.Context, opts KubeOptions) (_ *Kube, err error) {
 		"sa.pub":        keys.saPubPEM,
 		// token,user,uid,"groups"
 		"tokens.csv": fmt.Appendf(nil, "%s,testbed-admin,testbed-admin,\"system:masters\"\n", k.adminToken),
+	}
+	if opts.Nodes {
+		crt, key, err := keys.issue(certRequest{commonName: "kube-apiserver-kubelet-client", organizations: []string{"system:masters"}})
+		if err != nil {
+			return nil, err
+		}
+		files["kubelet-client.crt"], files["kubelet-client.key"] = crt, key
+		files["ca.key"] = keys.caKeyPEM // the controller-manager signs CSRs with it
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
@@ -172,7 +209,7 @@ func NewKube(ctx context.Context, opts KubeOptions) (_ *Kube, err error) {
 	}
 	k.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(k.Client.Discovery()))
 	k.KubeconfigPath = filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(k.KubeconfigPath, k.Host, k.CAPEM, k.adminToken); err != nil {
+	if err := writeKubeconfig(k.KubeconfigPath, k.Host, k.CAPEM, tokenUser(k.adminToken)); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -248,33 +285,46 @@ func (k *Kube) runAPIServer(ctx context.Context, port int) error {
 	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	defer hc.CloseIdleConnections()
 	f := func(name string) string { return filepath.Join(k.Dir, name) }
+	authz, loopback := "RBAC", net.ParseIP(k.opts.Address).IsLoopback()
 	args := []string{
 		"--etcd-prefix=/registry",
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		// 1.37 refuses a loopback advertise address unless endpoints are not reconciled.
-		"--endpoint-reconciler-type=none",
+		"--bind-address=" + k.opts.Address,
+		"--advertise-address=" + k.opts.Address,
 		fmt.Sprintf("--secure-port=%d", port),
 		"--cert-dir=" + f("certs"),
 		"--tls-cert-file=" + f("apiserver.crt"),
 		"--tls-private-key-file=" + f("apiserver.key"),
 		"--client-ca-file=" + f("ca.crt"),
 		"--token-auth-file=" + f("tokens.csv"),
-		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
 		"--service-account-issuer=" + ServiceAccountIssuer,
 		"--service-account-key-file=" + f("sa.pub"),
 		"--service-account-signing-key-file=" + f("sa.key"),
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-cluster-ip-range=" + k.opts.ServiceCIDR,
 		"--enable-priority-and-fairness=false",
 	}
+	if loopback {
+		// 1.37 refuses a loopback advertise address unless endpoints are not reconciled.
+		args = append(args, "--endpoint-reconciler-type=none")
+	}
+	if k.opts.Nodes {
+		authz = "Node,RBAC"
+		args = append(args,
+			"--enable-admission-plugins=NodeRestriction",
+			"--kubelet-client-certificate="+f("kubelet-client.crt"),
+			"--kubelet-client-key="+f("kubelet-client.key"),
+			"--kubelet-certificate-authority="+f("ca.crt"),
+			"--kubelet-preferred-address-types=InternalIP",
+		)
+	}
+	args = append(args, "--authorization-mode="+authz)
 	k.apiserver = nil
 	p, err := startProcess(k.Dir, "kube-apiserver", childEnv(), k.apiserverBin, append(args, k.apiserverArgs...)...)
 	if err != nil {
 		return err
 	}
 	k.apiserver = p
-	host := "https://" + hostPort(port)
+	host := "https://" + net.JoinHostPort(k.opts.Address, strconv.Itoa(port))
 	if err := waitReady(ctx, p, "/readyz", func(ctx context.Context) error {
 		return httpOK(ctx, hc, host+"/readyz", k.adminToken)
 	}); err != nil {
@@ -488,10 +538,18 @@ func conditionTrue(u *unstructured.Unstructured, typ string) bool {
 	return false
 }
 
-// writeKubeconfig writes a kubeconfig with one cluster, one token user and
-// one current context. (Written by hand: client-go's clientcmd would pull
+// tokenUser is a kubeconfig user that authenticates with a bearer token.
+func tokenUser(token string) map[string]any { return map[string]any{"token": token} }
+
+// certUser is a kubeconfig user that authenticates with a client certificate.
+func certUser(certPEM, keyPEM []byte) map[string]any {
+	return map[string]any{"client-certificate-data": certPEM, "client-key-data": keyPEM}
+}
+
+// writeKubeconfig writes a kubeconfig with one cluster, one user and one
+// current context. (Written by hand: client-go's clientcmd would pull
 // github.com/spf13/pflag into the shared go.mod.)
-func writeKubeconfig(path, host string, caPEM []byte, token string) error {
+func writeKubeconfig(path, host string, caPEM []byte, user map[string]any) error {
 	type named struct {
 		Name    string         `json:"name"`
 		Cluster map[string]any `json:"cluster,omitempty"`
@@ -502,7 +560,7 @@ func writeKubeconfig(path, host string, caPEM []byte, token string) error {
 		"apiVersion":      "v1",
 		"kind":            "Config",
 		"clusters":        []named{{Name: "testbed", Cluster: map[string]any{"server": host, "certificate-authority-data": caPEM}}},
-		"users":           []named{{Name: "testbed", User: map[string]any{"token": token}}},
+		"users":           []named{{Name: "testbed", User: user}},
 		"contexts":        []named{{Name: "testbed", Context: map[string]any{"cluster": "testbed", "user": "testbed", "namespace": metav1.NamespaceDefault}}},
 		"current-context": "testbed",
 	}
@@ -552,4 +610,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// firstServiceIP is the first address of cidr, the kubernetes Service's
+// ClusterIP.
+func firstServiceIP(cidr string) (net.IP, error) {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, err
+	}
+	ip := n.IP.To4()
+	if ip == nil {
+		return nil, fmt.Errorf("%s: not IPv4", cidr)
+	}
+	first := slices.Clone(ip)
+	first[3]++
+	return first, nil
 }

@@ -17,11 +17,16 @@ import (
 // pki is the key material of one test cluster.
 type pki struct {
 	caPEM, caKeyPEM           []byte // the cluster CA
-	servingPEM, servingKeyPEM []byte // kube-apiserver's serving certificate (127.0.0.1, localhost)
+	servingPEM, servingKeyPEM []byte // kube-apiserver's serving certificate (127.0.0.1, localhost, extra IPs)
 	saKeyPEM, saPubPEM        []byte // service-account token signing key
+
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
 }
 
-func newPKI() (*pki, error) {
+// newPKI makes a CA, the apiserver's serving certificate for 127.0.0.1 and
+// servingIPs, and a service-account signing key.
+func newPKI(servingIPs ...net.IP) (*pki, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
@@ -45,23 +50,15 @@ func newPKI() (*pki, error) {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
 
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := &pki{caPEM: pemBlock("CERTIFICATE", caDER), ca: ca, caKey: caKey}
+	p.servingPEM, p.servingKeyPEM, err = p.issue(certRequest{
+		commonName: "kube-apiserver",
+		server:     true,
+		ips:        append([]net.IP{net.IPv4(127, 0, 0, 1)}, servingIPs...),
+		dnsNames:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("generate serving key: %w", err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("create serving certificate: %w", err)
+		return nil, err
 	}
 
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -77,18 +74,51 @@ func newPKI() (*pki, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal CA key: %w", err)
 	}
-	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
+	p.caKeyPEM = pemBlock("EC PRIVATE KEY", caKeyDER)
+	p.saKeyPEM = pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey))
+	p.saPubPEM = pemBlock("PUBLIC KEY", saPub)
+	return p, nil
+}
+
+// certRequest describes a certificate the CA issues.
+type certRequest struct {
+	commonName    string
+	organizations []string // Kubernetes groups of a client certificate
+	server        bool     // server auth (else client auth)
+	ips           []net.IP
+	dnsNames      []string
+}
+
+// issue returns a certificate and its key, PEM-encoded, signed by the CA.
+func (p *pki) issue(r certRequest) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("marshal serving key: %w", err)
+		return nil, nil, fmt.Errorf("generate key for %s: %w", r.commonName, err)
 	}
-	return &pki{
-		caPEM:         pemBlock("CERTIFICATE", caDER),
-		caKeyPEM:      pemBlock("EC PRIVATE KEY", caKeyDER),
-		servingPEM:    pemBlock("CERTIFICATE", srvDER),
-		servingKeyPEM: pemBlock("EC PRIVATE KEY", srvKeyDER),
-		saKeyPEM:      pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)),
-		saPubPEM:      pemBlock("PUBLIC KEY", saPub),
-	}, nil
+	now := time.Now()
+	usage := x509.ExtKeyUsageClientAuth
+	if r.server {
+		usage = x509.ExtKeyUsageServerAuth
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: r.commonName, Organization: r.organizations},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		IPAddresses:  r.ips,
+		DNSNames:     r.dnsNames,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate for %s: %w", r.commonName, err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("marshal key of %s: %w", r.commonName, err)
+	}
+	return pemBlock("CERTIFICATE", der), pemBlock("EC PRIVATE KEY", keyDER), nil
 }
 
 func pemBlock(typ string, der []byte) []byte {

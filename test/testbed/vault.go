@@ -41,6 +41,9 @@ type Vault struct {
 	proc      *process
 	scenario  *Scenario
 	auditPath string // set by EnableAudit
+	// inCluster: Vault runs as a pod (Cluster.InstallVault) and reviews
+	// tokens as its own service account, through the kubernetes Service.
+	inCluster bool
 }
 
 // StartVault starts a Vault dev server for the test and stops it at cleanup,
@@ -177,6 +180,19 @@ const TokenReviewerServiceAccount = "vault-tokenreview"
 // system:auth-delegator, its token (24h), the apiserver's address and CA.
 // It enables the auth method if needed and may be called again.
 func (v *Vault) ConfigureKubernetesAuth(ctx context.Context, kube *Kube, mount string) error {
+	if v.inCluster {
+		// As on a cluster: no reviewer JWT or CA given; Vault uses its pod's
+		// own token (bound to system:auth-delegator) and CA.
+		if err := v.enableAuth(ctx, mount, "kubernetes"); err != nil {
+			return err
+		}
+		if _, err := v.Client.Logical().WriteWithContext(ctx, "auth/"+mount+"/config", map[string]any{
+			"kubernetes_host": "https://kubernetes.default.svc:443",
+		}); err != nil {
+			return fmt.Errorf("configure auth/%s: %w", mount, err)
+		}
+		return nil
+	}
 	const ns = "kube-system"
 	if err := kube.CreateServiceAccount(ctx, ns, TokenReviewerServiceAccount); err != nil {
 		return err

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Builds the real parts of the test bed (Vault, etcd, kube-apiserver, kubectl,
-# the Secrets Store CSI Driver, helm) from the Go module proxy, each from its own
-# wrapper module beside this script, into a cache outside the clone keyed by part
-# and pinned version, and links them into <repo>/bin. A part already in the cache
-# is skipped, so a fresh clone on the same machine is ready in seconds.
+# Builds the real parts of the test bed from the Go module proxy, each from its
+# own wrapper module beside this script, into a cache outside the clone keyed by
+# part and pinned version, and links them into <repo>/bin. A part already in the
+# cache is skipped, so a fresh clone on the same machine is ready in seconds.
 #
-# usage: test/tools/build.sh [part...]   (parts: etcd kube csidriver helm vault; default all)
+#   etcd kube csidriver helm vault   the processes the host-process bed runs
+#   node      kubelet, kube-controller-manager, kube-scheduler, kube-proxy
+#   coredns   the cluster DNS (only the plugins the bed uses)
+#   sidecars  node-driver-registrar and livenessprobe, from ../shared/third_party
+#   debs      containerd, runc, the CNI plugins, iptables and busybox-static, from Debian (apt)
+#   images    the cluster's images, assembled from the binaries above (bin/images)
+#
+# usage: test/tools/build.sh [part...]   (default: all, in that order; images last)
 # env:   OKEVAULT_TESTBIN_CACHE  cache folder (default: ${XDG_CACHE_HOME:-$HOME/.cache}/okevault-testbin)
+#        OKEVAULT_THIRD_PARTY    the third-party source archives (default: ../shared/third_party
+#                                beside the clone, else /work/shared/third_party)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,10 +46,11 @@ link() {
 	for b in "$@"; do ln -sfn "$dest/$b" "$bin/$b"; done
 }
 
-# build PART VERSION ESTIMATE PKG... : go build PKGs from test/tools/PART into the cache.
+# build PART VERSION ESTIMATE PKG... : go build PKGs from test/tools/PART (or
+# $MODDIR) into the cache.
 build() {
 	local part=$1 version=$2 estimate=$3; shift 3
-	local dest="$cache/$part-$version" names=()
+	local dest="$cache/$part-$version" names=() moddir=${MODDIR:-$here/$part}
 	# `go build -o dir/ .` names the binary after the wrapper module: the part.
 	for p in "$@"; do if [ "$p" = . ]; then names+=("$part"); else names+=("$(basename "$p")"); fi; done
 	if cached "$part" "$version" "${names[@]}"; then
@@ -50,7 +59,7 @@ build() {
 		log "$part $version: building (about $estimate on 2 cores with an empty Go build cache)..."
 		local start=$SECONDS tmp="$dest.tmp.$$"
 		rm -rf "$tmp" && mkdir -p "$tmp"
-		(cd "$here/$part" && go build -trimpath -ldflags "${LDFLAGS:-}" -o "$tmp/" "$@")
+		(cd "$moddir" && go build -trimpath -ldflags "${LDFLAGS:-}" -o "$tmp/" "$@")
 		rm -rf "$dest" && mv "$tmp" "$dest"
 		touch "$dest/.complete"
 		log "$part $version: built in $((SECONDS - start))s"
@@ -76,11 +85,20 @@ vault_sdk() {
 }
 
 part_etcd() { build etcd "$ETCD_VERSION" "30 s" .; }
-part_kube() {
+kube_ldflags() {
 	local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-	LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-		build kube "$KUBE_VERSION" "6.5 min" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+	echo "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 }
+part_kube() {
+	LDFLAGS=$(kube_ldflags) build kube "$KUBE_VERSION" "6.5 min" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+}
+# The node's parts build from the same wrapper module (and build cache) as the apiserver.
+part_node() {
+	LDFLAGS=$(kube_ldflags) MODDIR="$here/kube" build node "$KUBE_VERSION" "6 min after kube" \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+}
+part_coredns() { LDFLAGS="-s -w" build coredns "$COREDNS_VERSION" "2 min" .; }
 part_csidriver() {
 	build csidriver "$CSI_DRIVER_VERSION" "75 s" sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver
 	# The driver's CRDs and CSIDriver object, for the test bed to apply.
@@ -90,6 +108,13 @@ part_csidriver() {
 		cp -r "$dir/manifest_staging/deploy" "$deploy" && chmod -R u+w "$deploy"
 	fi
 	ln -sfn "$deploy" "$bin/csidriver-deploy"
+	# Its Helm chart, which the cluster bed installs the way users do.
+	local chart="$cache/csidriver-$CSI_DRIVER_VERSION/chart"
+	if [ ! -d "$chart" ]; then
+		dir=$(cd "$here/csidriver" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)
+		cp -r "$dir/charts/secrets-store-csi-driver" "$chart.tmp" && chmod -R u+w "$chart.tmp" && mv "$chart.tmp" "$chart"
+	fi
+	ln -sfn "$chart" "$bin/csidriver-chart"
 }
 part_helm() { LDFLAGS="-s -w" build helm "$HELM_VERSION" "70 s" helm.sh/helm/v3/cmd/helm; }
 part_vault() {
@@ -97,11 +122,117 @@ part_vault() {
 	LDFLAGS="-s -w" build vault "$VAULT_VERSION" "12 min, linking needs ~6 GB of memory" .
 }
 
+third_party() {
+	local d
+	for d in "${OKEVAULT_THIRD_PARTY:-}" "$root/../shared/third_party" /work/shared/third_party; do
+		[ -n "$d" ] && [ -d "$d" ] && { echo "$d"; return; }
+	done
+	echo "third-party sources not found: set OKEVAULT_THIRD_PARTY" >&2
+	return 1
+}
+
+# sidecar NAME VERSION CMD : build a kubernetes-csi sidecar from its source
+# archive (with its vendor/ folder) in the third-party folder.
+sidecar() {
+	local name=$1 version=$2 cmd=$3 dest="$cache/$1-$2"
+	if cached "$name" "$version" "$cmd"; then
+		log "$name $version: cached in $dest"
+	else
+		log "$name $version: building from its source archive (about 1 min)..."
+		local src tmp="$dest.tmp.$$" start=$SECONDS
+		src=$(third_party)/$name-$version.tar.gz
+		rm -rf "$tmp" && mkdir -p "$tmp/src"
+		tar -xzf "$src" -C "$tmp/src" --strip-components=1
+		(cd "$tmp/src" && go build -mod=vendor -trimpath -ldflags "-s -w -X main.version=$version" -o "$tmp/" "./cmd/$cmd")
+		rm -rf "$tmp/src" "$dest" && mv "$tmp" "$dest"
+		touch "$dest/.complete"
+		log "$name $version: built in $((SECONDS - start))s"
+	fi
+	link "$name" "$version" "$cmd"
+}
+part_sidecars() {
+	sidecar node-driver-registrar "$NODE_DRIVER_REGISTRAR_VERSION" csi-node-driver-registrar
+	sidecar livenessprobe "$LIVENESSPROBE_VERSION" livenessprobe
+}
+
+# The node's runtime comes from Debian: containerd, runc, the CNI plugins and
+# iptables (kube-proxy's). Installed only when one is missing.
+part_debs() {
+	local missing=()
+	command -v containerd >/dev/null || missing+=(containerd)
+	command -v runc >/dev/null || missing+=(runc)
+	[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+	command -v iptables >/dev/null || missing+=(iptables)
+	[ -x /bin/busybox ] || missing+=(busybox-static) # the test pods' shell and tools
+	if [ ${#missing[@]} -eq 0 ]; then
+		log "debs: containerd, runc, CNI plugins, iptables installed"
+		return
+	fi
+	log "debs: installing ${missing[*]} from Debian (about 30 s)..."
+	local sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+	# Debian starts a system containerd where systemd runs; the bed runs its own.
+	log "debs: installed ${missing[*]}"
+}
+
+# image NAME TAG ARGS... : assemble bin/images/NAME.tar with the images tool.
+image() {
+	local name=$1 tag=$2; shift 2
+	local out="$images/$name.tar"
+	[ -f "$out" ] && return
+	"$cache/imagetool-$IMAGES_TOOL_VERSION/imagetool" -o "$out" -tag "$tag" "$@"
+	log "image $tag: $(du -h "$out" | cut -f1)"
+}
+# The cluster's images, each under the name its chart or manifest asks for,
+# rebuilt when a pinned version changes (the folder is keyed by all of them).
+part_images() {
+	build imagetool "$IMAGES_TOOL_VERSION" "30 s" .
+	build pause "$IMAGES_TOOL_VERSION" "5 s" .
+	local key
+	key=$(cat "$here/versions.env" "$here/imagetool/main.go" "$here/pause/main.go" | sha256sum | cut -c1-12)
+	images="$cache/images-$key"
+	mkdir -p "$images"
+	local c=$cache ca=/etc/ssl/certs/ca-certificates.crt
+	image pause registry.k8s.io/pause:3.10 -entrypoint /pause -file "$c/pause-$IMAGES_TOOL_VERSION/pause=/pause"
+	image driver "registry.k8s.io/csi-secrets-store/driver:$CSI_DRIVER_VERSION" -entrypoint /secrets-store-csi \
+		-file "$c/csidriver-$CSI_DRIVER_VERSION/secrets-store-csi-driver=/secrets-store-csi" \
+		-file /usr/bin/mount=/usr/bin/mount -file /usr/bin/umount=/usr/bin/umount -libs -file "$ca=$ca"
+	image driver-crds "registry.k8s.io/csi-secrets-store/driver-crds:$CSI_DRIVER_VERSION" -entrypoint /kubectl \
+		-file "$c/kube-$KUBE_VERSION/kubectl=/kubectl" -file "$c/csidriver-$CSI_DRIVER_VERSION/chart/crds=/crds"
+	image registrar "registry.k8s.io/sig-storage/csi-node-driver-registrar:$NODE_DRIVER_REGISTRAR_VERSION" \
+		-entrypoint /csi-node-driver-registrar \
+		-file "$c/node-driver-registrar-$NODE_DRIVER_REGISTRAR_VERSION/csi-node-driver-registrar=/csi-node-driver-registrar"
+	image livenessprobe "registry.k8s.io/sig-storage/livenessprobe:$LIVENESSPROBE_VERSION" -entrypoint /livenessprobe \
+		-file "$c/livenessprobe-$LIVENESSPROBE_VERSION/livenessprobe=/livenessprobe"
+	image coredns "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" -entrypoint /coredns -user 65532:65532 -nonroot \
+		-file "$c/coredns-$COREDNS_VERSION/coredns=/coredns"
+	# The test workload: busybox's sh, cat, ls, env and sleep (each a copy;
+	# busybox picks the applet by its name).
+	local applets=() a
+	for a in sh cat ls env sleep printenv; do applets+=(-file "/bin/busybox=/bin/$a"); done
+	image testapp docker.io/library/busybox:1.35 -entrypoint /bin/sleep -cmd infinity "${applets[@]}"
+	image vault "docker.io/hashicorp/vault:${VAULT_VERSION#v}" -entrypoint /bin/vault -user 65532:65532 -nonroot \
+		-env HOME=/home/nonroot -file "$c/vault-$VAULT_VERSION/vault=/bin/vault" -file "$ca=$ca"
+	ln -sfn "$images" "$bin/images"
+}
+
+all=(etcd kube csidriver helm vault node coredns sidecars debs images)
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(etcd kube csidriver helm vault)
+[ ${#parts[@]} -gt 0 ] || parts=("${all[@]}")
 for p in "${parts[@]}"; do
-	case $p in etcd|kube|csidriver|helm|vault) ;; *) echo "unknown part $p" >&2; exit 2 ;; esac
+	[[ " ${all[*]} " == *" $p "* ]] || { echo "unknown part $p (parts: ${all[*]})" >&2; exit 2; }
 done
-log "cache $cache; a fresh machine needs about 25 minutes and ~14 GB of Go caches for all parts"
-for p in "${parts[@]}"; do "part_$p"; done
+log "cache $cache; a fresh machine needs about 35 minutes and ~16 GB of Go caches for all parts"
+if [ $# -eq 0 ]; then
+	# Vault's build is the longest and its link single-threaded: run it beside
+	# the rest (memory allows: its link peaks near 6 GB), images after both.
+	part_vault > >(sed -u 's/^/[vault] /') 2>&1 &
+	vault_pid=$!
+	for p in etcd kube csidriver helm node coredns sidecars debs; do "part_$p"; done
+	wait "$vault_pid" || { log "vault: build failed"; exit 1; }
+	part_images
+else
+	for p in "${parts[@]}"; do "part_$p"; done
+fi
 log "ready: $(cd "$bin" && ls | tr '\n' ' ')"
