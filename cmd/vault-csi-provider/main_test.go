@@ -414,7 +414,7 @@ func TestFlagsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	row := regexp.MustCompile("(?m)^\\| ([^|]+)\\|")
+	row := regexp.MustCompile(`(?m)^\| ([^|]+)\|`)
 	name := regexp.MustCompile("`-([a-z-]+)`")
 	for _, r := range row.FindAllStringSubmatch(string(b), -1) {
 		for _, n := range name.FindAllStringSubmatch(r[1], -1) {
