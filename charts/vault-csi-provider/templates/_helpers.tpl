@@ -94,6 +94,6 @@ they meant there: fail with what to do instead. */}}
 {{- fail "enabled: false: this chart installs only the provider and has no off switch; leave enabled out, or helm uninstall the release" }}
 {{- end }}
 {{- if hasSuffix "hashicorp/vault-csi-provider" .Values.image.repository }}
-{{- fail (printf "image.repository %s is the provider this chart replaces: leave image out of the values copied from vault-helm's csi: section (the chart's default is its own image), or name your mirror of it" .Values.image.repository) }}
+{{- fail (printf "image.repository %s is the provider this chart replaces, and it does not take this chart's arguments: leave image out of the values copied from vault-helm's csi: section (the chart's default is its own image)" .Values.image.repository) }}
 {{- end }}
 {{- end }}
