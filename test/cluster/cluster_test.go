@@ -105,9 +105,9 @@ func TestSyncSecretAndEnv(t *testing.T) {
 	if got := string(sec.Data["password"]); got != s.SecretData["password"] {
 		t.Errorf("synced Secret's password = %q, want the Vault value", got)
 	}
-	env := kubectl(t, c, "exec", "-n", ns, pod.Name, "--", "printenv", "DB_PASSWORD")
-	if strings.TrimSpace(env) != s.SecretData["password"] {
-		t.Errorf("DB_PASSWORD in the pod = %q", env)
+	env := kubectl(t, c, "exec", "-n", ns, pod.Name, "--", "env")
+	if !strings.Contains(env, "DB_PASSWORD="+s.SecretData["password"]+"\n") {
+		t.Errorf("the pod's environment lacks DB_PASSWORD from the synced Secret")
 	}
 }
 

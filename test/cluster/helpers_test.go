@@ -227,16 +227,27 @@ func deployment(t *testing.T, c *testbed.Cluster, ns, name, sa, class string, re
 }
 
 // deleteAndWait deletes a pod and waits until it is gone (its volume
-// unmounted by kubelet).
+// unmounted by kubelet). It runs in cleanups, after t.Context has ended.
 func deleteAndWait(t *testing.T, c *testbed.Cluster, ns, name string) {
 	t.Helper()
-	if err := c.Client.CoreV1().Pods(ns).Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Error(err)
+		return
 	}
-	eventually(t, 2*time.Minute, "pod "+name+" gone", func() (bool, string) {
-		_, err := c.Client.CoreV1().Pods(ns).Get(t.Context(), name, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), fmt.Sprint(err)
-	})
+	for {
+		_, err := c.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("pod %s/%s not gone within 2 minutes (last: %v)", ns, name, err)
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // eventually polls cond every 500ms until it holds or timeout passes.

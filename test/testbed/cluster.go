@@ -39,15 +39,17 @@ type Cluster struct {
 	// Dir holds the node's state: containerd, kubelet root, logs, configs.
 	Dir string
 
-	ownDir     bool
-	lock       *os.File
-	net        *hostNet
-	cgroup     string
-	containerd *process
-	cm         *process
-	scheduler  *process
-	kubelet    *process
-	proxy      *process
+	ownDir bool
+	lock   *os.File
+	net    *hostNet
+	cgroup string
+	// cgroupParents are the folders above cgroup that the bed created.
+	cgroupParents []string
+	containerd    *process
+	cm            *process
+	scheduler     *process
+	kubelet       *process
+	proxy         *process
 
 	providerImported bool
 	// hostDirs are the node's directories outside Dir that the charts'
@@ -131,7 +133,7 @@ func NewCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err error
 	if err := os.WriteFile(stateFile, []byte(c.Dir+"\n"+c.cgroup+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("record the bed's state: %w", err)
 	}
-	if err := createCgroup(c.cgroup); err != nil {
+	if c.cgroupParents, err = createCgroup(c.cgroup); err != nil {
 		return nil, err
 	}
 	if c.net, err = setUpHostNet(); err != nil {
@@ -255,6 +257,7 @@ func (c *Cluster) Close() error {
 	}
 	if c.cgroup != "" {
 		errs = append(errs, removeCgroup(c.cgroup))
+		removeCgroupParents(c.cgroupParents)
 	}
 	if c.net != nil {
 		errs = append(errs, c.net.tearDown())

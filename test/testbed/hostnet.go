@@ -91,6 +91,21 @@ func (h *hostNet) tearDown() error {
 	}
 	_ = run("iptables", "-w", "-F", guardChain)
 	_ = run("iptables", "-w", "-X", guardChain)
+	// kubelet's own chains (its localnet firewall and the canaries it uses
+	// to notice a flush), in both families; kube-proxy --cleanup removes
+	// kube-proxy's.
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		for _, hook := range []string{"INPUT", "OUTPUT"} {
+			for run(ipt, "-w", "-D", hook, "-j", "KUBE-FIREWALL") == nil {
+			}
+		}
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			for _, chain := range []string{"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"} {
+				_ = run(ipt, "-w", "-t", table, "-F", chain)
+				_ = run(ipt, "-w", "-t", table, "-X", chain)
+			}
+		}
+	}
 	if h != nil && h.forwardWas != "" {
 		if err := os.WriteFile(ipForward, []byte(h.forwardWas+"\n"), 0o644); err != nil { //nolint:gosec // G306: a sysctl
 			errs = append(errs, fmt.Errorf("restore ip_forward: %w", err))
@@ -139,23 +154,39 @@ func cgroupHierarchies() []string {
 }
 
 // createCgroup makes path in every hierarchy; cpuset needs its cpus and mems
-// copied down before a process may join.
-func createCgroup(path string) error {
+// copied down before a process may join. It returns the folders it created
+// above path (the test's own cgroup exists in one hierarchy only), for
+// removeCgroupParents.
+func createCgroup(path string) ([]string, error) {
+	var parents []string
 	for _, h := range cgroupHierarchies() {
 		if filepath.Base(h) == "unified" {
 			continue
 		}
+		for p := filepath.Dir(path); p != "/" && p != "."; p = filepath.Dir(p) {
+			if _, err := os.Stat(filepath.Join(h, p)); errors.Is(err, os.ErrNotExist) {
+				parents = append(parents, filepath.Join(h, p))
+			}
+		}
 		dir := filepath.Join(h, path)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create cgroup %s: %w", dir, err)
+			return parents, fmt.Errorf("create cgroup %s: %w", dir, err)
 		}
 		if strings.Contains(filepath.Base(h), "cpuset") {
 			if err := copyCpuset(h, path); err != nil {
-				return err
+				return parents, err
 			}
 		}
 	}
-	return nil
+	return parents, nil
+}
+
+// removeCgroupParents removes the folders createCgroup made above the bed's
+// cgroup, deepest first (they were listed deepest first per hierarchy).
+func removeCgroupParents(parents []string) {
+	for _, p := range parents {
+		_ = syscall.Rmdir(p)
+	}
 }
 
 func copyCpuset(hierarchy, path string) error {

@@ -339,7 +339,14 @@ func (k *Kube) Close() error {
 	if k == nil {
 		return nil
 	}
-	errs := []error{k.apiserver.stop(), k.etcd.stop()}
+	stopAPIServer := k.apiserver.stop
+	if !net.ParseIP(k.opts.Address).IsLoopback() {
+		// With its endpoint reconciled (a cluster bed), kube-apiserver
+		// waits out its graceful termination on SIGTERM for longer than the
+		// bed's stop timeout. It keeps no state (etcd does): kill it.
+		stopAPIServer = k.apiserver.kill
+	}
+	errs := []error{stopAPIServer(), k.etcd.stop()}
 	k.apiserver, k.etcd = nil, nil
 	return closeErrors(append(errs, removeDir(k.Dir, k.ownDir))...)
 }

@@ -38,6 +38,7 @@ state = %[2]q
   sandbox_image = "registry.k8s.io/pause:3.10"
   restrict_oom_score_adj = true
   disable_apparmor = true
+  netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -187,7 +188,7 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) error {
 // ImportImage loads a docker-archive tarball into the node's containerd, so
 // pods can run it with imagePullPolicy Never.
 func (c *Cluster) ImportImage(ctx context.Context, tarball string) error {
-	return c.ctr(ctx, "images", "import", "--no-unpack=false", tarball)
+	return c.ctr(ctx, "images", "import", tarball)
 }
 
 // identity issues a client certificate for a control-plane user and writes
@@ -229,7 +230,6 @@ func (c *Cluster) startControlPlane() error {
 		"--leader-elect=false",
 		"--bind-address=127.0.0.1",
 		"--secure-port=0",
-		"--controllers=*,-bootstrapsigner,-tokencleaner,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
 		"--v=1",
 	); err != nil {
 		return err
