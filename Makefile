@@ -3,8 +3,21 @@ SHELL := /bin/bash
 include test/tools/versions.env
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# What -version prints beside the version (the peer's keys). The date is the
+# commit's, so that building a tag again gives the same bytes (and checksums).
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+GIT_TREE_STATE := $(shell [ -z "$$(git status --porcelain 2>/dev/null)" ] && echo clean || echo dirty)
+BUILD_DATE := $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.gitCommit=$(GIT_COMMIT) -X main.gitTreeState=$(GIT_TREE_STATE) \
+	-X main.buildDate=$(BUILD_DATE) -X main.minDriverVersion=$(CSI_DRIVER_VERSION)
 IMAGE ?= vault-csi-provider:$(VERSION)
+# make release: where, for which platforms (OKE runs amd64 and Ampere arm64
+# node pools), and the chart version (the release without its "v").
+RELEASE_DIR ?= dist/$(VERSION)
+PLATFORMS := linux/amd64 linux/arm64
+CHART_VERSION = $(patsubst v%,%,$(VERSION))
+# helm, pinned in test/tools/helm (built by go, not the test bed).
+HELM := go tool -modfile=test/tools/helm/go.mod helm
 GO_TEST_FLAGS ?= -count=1
 # How many inputs `make fuzz` tries per fuzz target; `make test` runs their seeds only.
 # A count, not a duration: Go 1.26's fuzz coordinator can fail a duration run at its
@@ -23,16 +36,30 @@ FUZZ_TARGETS := \
 	./internal/auth:FuzzClaims \
 	./internal/auth:FuzzIdentityKeysApart \
 	./internal/vault:FuzzParse
+comma := ,
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
 export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
 
-.PHONY: help build test test-unit fuzz testbin lint demo demo-quick bench bench-pods load image clean
+.PHONY: help build release test test-unit fuzz testbin lint demo demo-quick bench bench-pods load image image-push clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build the static provider binary into dist/
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o dist/vault-csi-provider ./cmd/vault-csi-provider
+
+release: ## VERSION=vX.Y.Z: both commands for linux/amd64 and arm64, the chart package and SHA256SUMS in dist/<version>/ (no test bed; README "Releases")
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || \
+		{ echo "make release needs VERSION=vX.Y.Z (a semantic version, not "$(VERSION)")" >&2; exit 2; }
+	rm -rf $(RELEASE_DIR)
+	mkdir -p $(RELEASE_DIR)
+	@set -e; for p in $(PLATFORMS); do for c in vault-csi-provider vault-oke-setup; do \
+		out=$(RELEASE_DIR)/$$c-$(VERSION)-$${p%/*}-$${p#*/}; echo "build $$out"; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/$$c; \
+	done; done
+	$(HELM) package charts/vault-csi-provider --version $(CHART_VERSION) --app-version $(CHART_VERSION) --destination $(RELEASE_DIR)
+	cd $(RELEASE_DIR) && sha256sum -- * > SHA256SUMS
+	@echo "release $(VERSION) in $(RELEASE_DIR):"; ls -l $(RELEASE_DIR)
 
 testbin: ## build the real test-bed parts and the cluster's images (test/tools/build.sh); first run ~35 min, cached after
 	test/tools/build.sh
@@ -67,8 +94,11 @@ bench-pods: testbin ## pod start to Ready through kubelet, with and without secr
 load: testbin ## 1,000 concurrent mounts through the real socket: errors, logins, peak RSS, goroutines (SECURITY.md)
 	go test -count=1 -run TestLoad -v ./test/chaos/ -args -load
 
-image: ## container image (needs a container engine)
+image: ## container image for this machine's platform (needs a container engine)
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+image-push: ## IMAGE=<registry>/<repo>:<tag>: build for linux/amd64 and arm64 and push (docker buildx; README "Image")
+	docker buildx build --platform $(subst $(eval) ,$(comma),$(PLATFORMS)) --build-arg VERSION=$(VERSION) -t $(IMAGE) --push .
 
 clean: ## remove build output (the test-bed cache outside the clone stays)
 	rm -rf dist bin

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/render"
@@ -253,10 +256,30 @@ func content(o config.Object, r *vault.Response) ([]byte, error) {
 		}
 		raw = b
 	default:
-		// The peer writes Vault's whole response; drop-in users parse it.
-		raw = r.Body
+		b, err := peerEnvelope(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		raw = b
 	}
 	return decode(o.Encoding, raw)
+}
+
+// peerEnvelope is the whole response as the peer writes it, so that files
+// stay byte for byte the same across a migration: vault/api's Secret,
+// decoded the way api.ParseSecret decodes and encoded with its tags (keys
+// in its field order, omitempty fields such as auth and wrap_info left out
+// when null, fields it lacks dropped, data's keys sorted).
+func peerEnvelope(body []byte) ([]byte, error) {
+	s, err := api.ParseSecret(bytes.NewReader(body))
+	if err != nil || s == nil {
+		return nil, fmt.Errorf("%w: the response is not a Vault secret", errUnfit)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode the response: %w", err)
+	}
+	return b, nil
 }
 
 // value is key's value: a string as it is, anything else as JSON.

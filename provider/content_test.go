@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/vault"
@@ -33,7 +37,7 @@ func TestContent(t *testing.T) {
 		{"string key", config.Object{Key: "password"}, "p@ss", nil},
 		{"number key as JSON", config.Object{Key: "port"}, "5432", nil},
 		{"map key as JSON", config.Object{Key: "nested"}, `{"a":[1,2]}`, nil},
-		{"whole response like the peer", config.Object{}, string(body), nil},
+		{"whole response like the peer", config.Object{}, `{"request_id":"r","lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"b64":"aGVsbG8=","bad":"%%%","hx":"68656c6c6f","nested":{"a":[1,2]},"password":"p@ss","port":5432},"metadata":{"version":3}},"warnings":null}`, nil},
 		{"data only", config.Object{Format: config.FormatData}, `{"b64":"aGVsbG8=","bad":"%%%","hx":"68656c6c6f","nested":{"a":[1,2]},"password":"p@ss","port":5432}`, nil},
 		{"base64", config.Object{Key: "b64", Encoding: config.EncodingBase64}, "hello", nil},
 		{"hex", config.Object{Key: "hx", Encoding: config.EncodingHex}, "hello", nil},
@@ -55,6 +59,99 @@ func TestContent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWholeSecretIsThePeers holds the file of an object without secretKey
+// to what the peer writes, json.Marshal of vault/api's Secret: checked
+// against that type's fields and tags, not a list of fields seen in one
+// response, so a field the type gains is covered too.
+func TestWholeSecretIsThePeers(t *testing.T) {
+	typ := reflect.TypeFor[api.Secret]()
+	var keys []string              // the type's JSON keys, in field order
+	omitEmpty := map[string]bool{} // keys left out when empty
+	for f := range typ.Fields() {
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		keys = append(keys, name)
+		omitEmpty[name] = strings.Contains(opts, "omitempty")
+	}
+	if len(keys) < 9 || !omitEmpty["auth"] || !omitEmpty["wrap_info"] {
+		t.Fatalf("api.Secret's keys %q (omitempty %v): not the type this test knows", keys, omitEmpty)
+	}
+
+	for _, tc := range []struct {
+		name string
+		body string
+		want string // "" when checked against the type only
+	}{
+		{
+			// What Vault answers a KV v2 read, byte for byte.
+			name: "kv2 read",
+			body: `{"request_id":"9e6a","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":{"username":"app","password":"<p&ss>"},"metadata":{"created_time":"2026-11-29T10:00:00Z","custom_metadata":null,"deletion_time":"","destroyed":false,"version":3}},"wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}` + "\n",
+			want: `{"request_id":"9e6a","lease_id":"","lease_duration":0,"renewable":false,"data":{"data":{"password":"\u003cp\u0026ss\u003e","username":"app"},"metadata":{"created_time":"2026-11-29T10:00:00Z","custom_metadata":null,"deletion_time":"","destroyed":false,"version":3}},"warnings":null,"mount_type":"kv"}`,
+		},
+		{
+			name: "every field set, one the type lacks",
+			body: `{"mount_type":"database","auth":{"client_token":"t","accessor":"a","policies":["p"],"lease_duration":60,"renewable":true},"wrap_info":{"token":"w","ttl":30},"warnings":["w1"],"data":{"username":"u","password":"p"},"renewable":true,"lease_duration":3600,"lease_id":"database/creds/app/x","request_id":"r","not_in_the_type":1}`,
+		},
+		{
+			name: "no envelope",
+			body: `{"keys":["a","b"]}`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := content(config.Object{Format: config.FormatEnvelope}, &vault.Response{Body: []byte(tc.body)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != "" && string(got) != tc.want {
+				t.Errorf("file\n%s\nwant the peer's\n%s", got, tc.want)
+			}
+			var in map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(tc.body), &in); err != nil {
+				t.Fatal(err)
+			}
+			gotKeys := topLevelKeys(t, got)
+			var wantKeys []string
+			for _, k := range keys {
+				v, present := in[k]
+				empty := !present || string(v) == "null" || string(v) == `""` || string(v) == "[]" || string(v) == "{}"
+				if _, isEnvelope := in["data"]; !isEnvelope && k == "data" {
+					empty = false // the peer puts a body without one under data
+				}
+				if !omitEmpty[k] || !empty {
+					wantKeys = append(wantKeys, k)
+				}
+			}
+			if !slices.Equal(gotKeys, wantKeys) {
+				t.Errorf("keys %q, want api.Secret's %q (its field order; omitempty ones only when set)", gotKeys, wantKeys)
+			}
+		})
+	}
+}
+
+// topLevelKeys are the keys of the JSON object b, in the order written.
+func topLevelKeys(t *testing.T, b []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		t.Fatal(err)
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
 }
 
 // outputs over parsed objects and responses as the vault package returns

@@ -234,6 +234,9 @@ func TestMountEngines(t *testing.T) {
 	if err := json.Unmarshal([]byte(got["envelope.json"]), &env); err != nil || env.RequestID == "" || env.Data.Data["v"] != "two" || env.Data.Metadata["version"] == nil {
 		t.Errorf("envelope.json = %s, want Vault's whole response as the peer writes it", got["envelope.json"])
 	}
+	if strings.Contains(got["envelope.json"], `"auth":null`) || strings.Contains(got["envelope.json"], `"wrap_info":null`) {
+		t.Errorf("envelope.json = %s: the peer (vault/api's Secret, omitempty) leaves out a null auth and wrap_info", got["envelope.json"])
+	}
 	var v1 struct {
 		Data map[string]any `json:"data"`
 	}

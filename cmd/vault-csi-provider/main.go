@@ -48,22 +48,31 @@ type flags struct {
 	revokeOnPodDelete                   bool
 	nodeName                            string
 	printVersion                        bool
+	// versionOutput is -output: the format -version prints in.
+	versionOutput string
+	// debug is the peer's deprecated -debug; run warns when it is set.
+	debug bool
 	// podAttributes are the keys pods may set through volumeAttributes;
 	// nil (the flag unset) lets pods set any, as the driver does.
 	podAttributes []string
-	defaults      config.Defaults
+	// The text of flags parseFlags turns into the fields above.
+	podAttributesFlag, dynamicScopeFlag string
+	defaults                            config.Defaults
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*flags, error) {
-	f := &flags{}
+// newFlagSet declares every flag into f: the peer's (same names, defaults
+// and meaning) and this provider's own.
+func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("vault-csi-provider", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.endpoint, "endpoint", "/tmp/vault.sock", "path of the unix socket the driver dials (unix:// prefix optional)")
 	fs.StringVar(&f.providerDir, "provider-dir", "", "providers directory; the socket is <dir>/<provider-name>.sock (instead of -endpoint)")
 	fs.StringVar(&f.providerName, "provider-name", "vault", "provider name, as SecretProviderClass spec.provider names it")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error or off")
+	fs.BoolVar(&f.debug, "debug", false, "deprecated: use -log-level=debug (sets the debug level unless -log-level is given)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
-	fs.BoolVar(&f.printVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&f.printVersion, "version", false, "print the version information and exit")
+	fs.StringVar(&f.versionOutput, "output", "json", "format of -version: yaml, json or json-pretty")
 	fs.StringVar(&f.healthAddr, "health-addr", ":8080", "address of the health endpoints /health/ready and /healthz (empty: off)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address of the Prometheus /metrics endpoint (empty: off)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "loopback address of the Go profiler /debug/pprof/ (empty: off)")
@@ -79,15 +88,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.DurationVar(&f.mountTimeout, "mount-timeout", 30*time.Second, "deadline of one Mount, inside kubelet's")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight mounts may finish on SIGTERM")
 	fs.IntVar(&f.readConcurrency, "read-concurrency", 8, "Vault requests one Mount may have in flight")
-	podAttrs := fs.String("allowed-pod-attributes", "", "comma-separated parameters pods may set through their volume's volumeAttributes (the driver lets them override the SecretProviderClass); when set, a mount whose pod sets any other is refused. Needs get on pods")
+	fs.StringVar(&f.podAttributesFlag, "allowed-pod-attributes", "", "comma-separated parameters pods may set through their volume's volumeAttributes (the driver lets them override the SecretProviderClass); when set, a mount whose pod sets any other is refused. Needs get on pods")
 	fs.IntVar(&f.maxResponseSize, "max-response-size", provider.DefaultMaxResponseSize, "largest mount response in bytes: the driver's --max-call-recv-msg-size; a mount whose files exceed it fails with ResourceExhausted")
-	scope := fs.String("dynamic-secrets-scope", "pod", "who shares a dynamic secret (a response with a lease) across rotation polls: pod, identity (the pods of one service account and role) or off (issue on every mount)")
+	fs.StringVar(&f.dynamicScopeFlag, "dynamic-secrets-scope", "pod", "who shares a dynamic secret (a response with a lease) across rotation polls: pod, identity (the pods of one service account and role) or off (issue on every mount)")
 	fs.IntVar(&f.dynamicCacheSize, "dynamic-secrets-cache-size", 10000, "how many dynamic secrets (pod or identity, and request) to remember")
 	fs.BoolVar(&f.revokeOnPodDelete, "revoke-on-pod-delete", false, "revoke a pod's dynamic secrets when the pod is deleted (needs -dynamic-secrets-scope=pod, -node-name, pods list/watch, and sys/leases/revoke in the roles' policies)")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name, whose pods -revoke-on-pod-delete watches (default: $NODE_NAME)")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
-	fs.StringVar(&d.AuthMountPath, "vault-mount", "", "default Vault auth mount path (default: kubernetes, or jwt for vaultAuthType jwt)")
+	// The peer's default, shown as such; left unset, the mount follows
+	// vaultAuthType (jwt for jwt), see parseFlags.
+	fs.StringVar(&d.AuthMountPath, "vault-mount", string(config.AuthKubernetes), "default Vault auth mount path (unset: kubernetes, or jwt for vaultAuthType jwt)")
 	fs.StringVar(&d.VaultNamespace, "vault-namespace", "", "default Vault Enterprise namespace (default: $VAULT_NAMESPACE)")
 	fs.StringVar(&d.TLS.CACert, "vault-tls-ca-cert", "", "PEM CA certificate file for Vault (default: $VAULT_CACERT)")
 	fs.StringVar(&d.TLS.CADirectory, "vault-tls-ca-directory", "", "directory of PEM CA certificates for Vault (default: $VAULT_CAPATH)")
@@ -95,6 +106,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.StringVar(&d.TLS.ClientCert, "vault-tls-client-cert", "", "PEM client certificate for Vault (default: $VAULT_CLIENT_CERT)")
 	fs.StringVar(&d.TLS.ClientKey, "vault-tls-client-key", "", "PEM client key for Vault (default: $VAULT_CLIENT_KEY)")
 	fs.BoolVar(&d.TLS.SkipVerify, "vault-tls-skip-verify", false, "skip Vault TLS verification: for labs only (default: $VAULT_SKIP_VERIFY)")
+	return fs
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*flags, error) {
+	f := &flags{}
+	fs := newFlagSet(f, stderr)
+	d := &f.defaults
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -103,6 +121,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if !set["vault-mount"] {
+		d.AuthMountPath = ""
+	}
+	if f.debug && !set["log-level"] {
+		f.logLevel = "debug" // the peer's meaning: an explicit -log-level wins
+	}
 
 	for _, e := range []struct {
 		flag string
@@ -160,7 +184,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if set["allowed-pod-attributes"] {
 		f.podAttributes = []string{}
-		for k := range strings.SplitSeq(*podAttrs, ",") {
+		for k := range strings.SplitSeq(f.podAttributesFlag, ",") {
 			if k = strings.TrimSpace(k); k != "" {
 				f.podAttributes = append(f.podAttributes, k)
 			}
@@ -173,7 +197,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)
 	}
 	var err error
-	if f.dynamicScope, err = leases.ParseScope(*scope); err != nil {
+	if f.dynamicScope, err = leases.ParseScope(f.dynamicScopeFlag); err != nil {
 		return nil, fmt.Errorf("-dynamic-secrets-scope %w", err)
 	}
 	if f.dynamicCacheSize < 1 {

@@ -3,18 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -206,13 +211,167 @@ func TestRunRefusesToReplaceAFile(t *testing.T) {
 	}
 }
 
-func TestVersionFlag(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(t.Context(), []string{"-version"}, env(nil), &out, io.Discard); err != nil {
+// peerFlags is every flag of hashicorp/vault-csi-provider v1.7.x (its
+// main.go) with its default and whether it is a boolean switch: a manifest or
+// vault-helm's csi.extraArgs written for the peer must start this provider
+// with the same meaning.
+var peerFlags = []struct {
+	name, def string
+	isBool    bool
+}{
+	{"endpoint", "/tmp/vault.sock", false},
+	{"debug", "false", true},
+	{"log-level", "info", false},
+	{"version", "false", true},
+	{"output", "json", false},
+	{"health-addr", ":8080", false},
+	{"hmac-secret-name", "vault-csi-provider-hmac-key", false},
+	{"cache-size", "1000", false},
+	{"vault-addr", "", false},
+	{"vault-mount", "kubernetes", false},
+	{"vault-namespace", "", false},
+	{"vault-tls-ca-cert", "", false},
+	{"vault-tls-ca-directory", "", false},
+	{"vault-tls-server-name", "", false},
+	{"vault-tls-client-cert", "", false},
+	{"vault-tls-client-key", "", false},
+	{"vault-tls-skip-verify", "false", true},
+}
+
+func TestFlagsPeerList(t *testing.T) {
+	fs := newFlagSet(&flags{}, io.Discard)
+	for _, p := range peerFlags {
+		fl := fs.Lookup(p.name)
+		if fl == nil {
+			t.Errorf("-%s: the peer's flag is missing", p.name)
+			continue
+		}
+		if fl.DefValue != p.def {
+			t.Errorf("-%s: default %q, the peer's is %q", p.name, fl.DefValue, p.def)
+		}
+		b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+		if isBool := ok && b.IsBoolFlag(); isBool != p.isBool {
+			t.Errorf("-%s: boolean switch = %v, the peer's = %v", p.name, isBool, p.isBool)
+		}
+	}
+}
+
+// TestFlagsPeerCommandLine starts from a command line written for the peer,
+// in the --double-dash form vault-helm renders, every value flag set.
+func TestFlagsPeerCommandLine(t *testing.T) {
+	f, err := parseFlags([]string{
+		"--endpoint=/provider/vault.sock", "--log-level=warn", "--health-addr=:8081",
+		"--hmac-secret-name=vault-csi-provider-hmac-key", "--cache-size=50",
+		"--vault-addr=https://vault:8200", "--vault-mount=k8s-a", "--vault-namespace=team",
+		"--vault-tls-ca-cert=/ca.pem", "--vault-tls-ca-directory=/cas", "--vault-tls-server-name=vault.svc",
+		"--vault-tls-client-cert=/c.pem", "--vault-tls-client-key=/k.pem", "--vault-tls-skip-verify",
+	}, env(nil), io.Discard)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); got != "vault-csi-provider dev\n" {
-		t.Errorf("-version printed %q", got)
+	if f.endpoint != "/provider/vault.sock" || f.logLevel != "warn" || f.healthAddr != ":8081" || f.cacheSize != 50 {
+		t.Errorf("endpoint, log level, health, cache size = %q %q %q %d", f.endpoint, f.logLevel, f.healthAddr, f.cacheSize)
+	}
+	want := config.Defaults{
+		VaultAddress: "https://vault:8200", AuthMountPath: "k8s-a", VaultNamespace: "team",
+		TLS: config.TLS{CACert: "/ca.pem", CADirectory: "/cas", ServerName: "vault.svc", ClientCert: "/c.pem", ClientKey: "/k.pem", SkipVerify: true},
+	}
+	if d := cmp.Diff(want, f.defaults); d != "" {
+		t.Errorf("defaults (-want +got):\n%s", d)
+	}
+}
+
+// TestFlagsVaultMountUnset: the peer's default is shown, but an unset
+// -vault-mount leaves the mount to vaultAuthType (jwt logs in at jwt).
+func TestFlagsVaultMountUnset(t *testing.T) {
+	f, err := parseFlags(nil, env(nil), io.Discard)
+	if err != nil || f.defaults.AuthMountPath != "" {
+		t.Errorf("unset -vault-mount = %q, %v; want empty (kubernetes, or jwt for vaultAuthType jwt)", f.defaults.AuthMountPath, err)
+	}
+}
+
+func TestFlagsDebug(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-debug"}, "debug"},
+		{[]string{"-debug", "-log-level=warn"}, "warn"}, // as the peer: -log-level wins
+		{[]string{"-log-level=off"}, "off"},
+	} {
+		f, err := parseFlags(tc.args, env(nil), io.Discard)
+		if err != nil || f.logLevel != tc.want {
+			t.Errorf("%v: log level %q, %v; want %q", tc.args, f.logLevel, err, tc.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-debug", "-endpoint=" + filepath.Join(t.TempDir(), "s.sock"), "-health-addr=", "-kubeconfig=/nonexistent"}, env(nil), io.Discard, &logs)
+	}()
+	waitFor(t, func() error {
+		if !strings.Contains(logs.String(), `"msg":"serving"`) {
+			return errors.New("not serving yet")
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"-debug is deprecated: use -log-level=debug","logLevel":"debug"`) {
+		t.Errorf("-debug: no deprecation warning naming the debug level:\n%s", logs.String())
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	want := currentVersion()
+	for _, tc := range []struct {
+		output string
+		decode func([]byte, any) error
+	}{
+		{"json", json.Unmarshal},
+		{"json-pretty", json.Unmarshal},
+		{"yaml", yaml.Unmarshal},
+	} {
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"-version", "-output=" + tc.output}, env(nil), &out, io.Discard); err != nil {
+			t.Fatalf("-output=%s: %v", tc.output, err)
+		}
+		var got versionInfo
+		if err := tc.decode(out.Bytes(), &got); err != nil {
+			t.Fatalf("-output=%s printed %q: %v", tc.output, out.String(), err)
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("-output=%s (-want +got):\n%s", tc.output, d)
+		}
+		if lines := strings.Count(out.String(), "\n"); (tc.output == "json") != (lines == 1) {
+			t.Errorf("-output=%s printed %d lines: %q", tc.output, lines, out.String())
+		}
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"-version"}, env(nil), &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), `{"major":`) {
+		t.Errorf("-version prints %q, %v; want one JSON line by default, as the peer", out.String(), err)
+	}
+	if err := run(t.Context(), []string{"-version", "-output=xml"}, env(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "-output") {
+		t.Errorf("-output=xml: %v, want an error naming -output", err)
+	}
+	if want.GitVersion != version || want.Platform != runtime.GOOS+"/"+runtime.GOARCH || want.GoVersion != runtime.Version() {
+		t.Errorf("version info %+v", want)
+	}
+}
+
+func TestVersionSemver(t *testing.T) {
+	old := version
+	t.Cleanup(func() { version = old })
+	version = "v1.4.0-rc.1"
+	if v := currentVersion(); v.Major != "1" || v.Minor != "4" || v.Patch != "0-rc.1" {
+		t.Errorf("v1.4.0-rc.1 → %q %q %q", v.Major, v.Minor, v.Patch)
+	}
+	version = "dev"
+	if v := currentVersion(); v.Major != "" || v.GitVersion != "dev" {
+		t.Errorf("dev → %+v", v)
 	}
 }
 
@@ -245,4 +404,31 @@ func waitReady(t *testing.T, addr string) {
 		}
 		return nil
 	})
+}
+
+// TestFlagsDocumented holds docs/reference.md's flag tables to the flags:
+// each flag the provider has is in a table row, and each row names a flag.
+func TestFlagsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	row := regexp.MustCompile(`(?m)^\| ([^|]+)\|`)
+	name := regexp.MustCompile("`-([a-z-]+)`")
+	for _, r := range row.FindAllStringSubmatch(string(b), -1) {
+		for _, n := range name.FindAllStringSubmatch(r[1], -1) {
+			documented[n[1]] = true
+		}
+	}
+	fs := newFlagSet(&flags{}, io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !documented[f.Name] {
+			t.Errorf("-%s is in no flag table of docs/reference.md", f.Name)
+		}
+		delete(documented, f.Name)
+	})
+	for n := range documented { // what no flag took
+		t.Errorf("docs/reference.md has a row for -%s, which is no flag", n)
+	}
 }

@@ -53,12 +53,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if f.printVersion {
-		_, err := fmt.Fprintf(stdout, "%s %s\n", provider.RuntimeName, version)
-		return err
+		return printVersion(stdout, f.versionOutput, currentVersion())
 	}
 	logger, err := logging.New(stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
+	}
+	if f.debug {
+		logger.Warn("-debug is deprecated: use -log-level=debug", "logLevel", f.logLevel)
 	}
 	for _, k := range ignoredEnv {
 		if getenv(k) != "" {

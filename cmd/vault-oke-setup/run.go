@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -31,14 +32,20 @@ commands:
   deploy     apply the Kubernetes side only
   configure  apply the Vault side only
   verify     log in as each role's service account and check what it may do
+  version    print the version
+  help       print this help
 
-The Vault token comes from $VAULT_TOKEN or --vault-token-file; it is never printed.
+Flags go before or after the command. The Vault token comes from $VAULT_TOKEN
+or --vault-token-file; it is never printed. Walk-through: docs/setup.md.
 
 flags:
 `
 
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
 type options struct {
-	file, kubeconfig                 string
+	file, kubeconfig, kubeContext    string
 	vaultAddr, vaultTokenFile        string
 	vaultCACert                      string
 	kubernetesHost, kubernetesCAFile string
@@ -47,33 +54,54 @@ type options struct {
 	wait, timeout                    time.Duration
 }
 
+// stages are the commands that touch the cluster or Vault, and what each
+// runs before the file narrows it.
+var stages = map[string]setup.Stages{
+	"plan":      {Deploy: true, Configure: true},
+	"apply":     {Deploy: true, Configure: true},
+	"deploy":    {Deploy: true},
+	"configure": {Configure: true},
+	"verify":    {Configure: true},
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		_, _ = fmt.Fprint(stderr, usage)
-		newFlagSet(&options{}, stderr).PrintDefaults()
-		return exitError
-	}
-	cmd := args[0]
-	var st setup.Stages
-	switch cmd {
-	case "plan", "apply":
-		st = setup.Stages{Deploy: true, Configure: true}
-	case "deploy":
-		st = setup.Stages{Deploy: true}
-	case "configure", "verify":
-		st = setup.Stages{Configure: true}
-	default:
-		_, _ = fmt.Fprintf(stderr, "vault-oke-setup: unknown command %q\n", cmd)
-		_, _ = fmt.Fprint(stderr, usage)
-		return exitError
-	}
 	o := &options{}
 	fs := newFlagSet(o, stderr)
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitError
+	help := func(w io.Writer) {
+		_, _ = fmt.Fprint(w, usage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
 	}
-	if fs.NArg() > 0 {
-		_, _ = fmt.Fprintf(stderr, "vault-oke-setup: unexpected arguments %q\n", fs.Args())
+	// Flags may come before and after the command: parse up to the
+	// command, then the rest into the same set.
+	err := fs.Parse(args)
+	var cmd string
+	if err == nil && fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+		err = fs.Parse(fs.Args()[1:])
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp), err == nil && cmd == "help":
+		help(stdout)
+		return exitOK
+	case err != nil:
+		// flag has printed what is wrong with which flag.
+		_, _ = fmt.Fprintln(stderr, "run vault-oke-setup -h for the commands and flags")
+		return exitError
+	case cmd == "":
+		help(stderr)
+		return exitError
+	case fs.NArg() > 0:
+		_, _ = fmt.Fprintf(stderr, "vault-oke-setup: unexpected arguments %q after %s\n", fs.Args(), cmd)
+		return exitError
+	case cmd == "version":
+		_, _ = fmt.Fprintf(stdout, "vault-oke-setup %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	}
+	st, ok := stages[cmd]
+	if !ok {
+		_, _ = fmt.Fprintf(stderr, "vault-oke-setup: unknown command %q\n", cmd)
+		help(stderr)
 		return exitError
 	}
 	code, err := execute(ctx, cmd, st, o, getenv, stdout)
@@ -86,8 +114,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("vault-oke-setup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // run prints the help, to stdout when asked for
 	fs.StringVar(&o.file, "f", "", "the VaultSetup file (required)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster)")
+	fs.StringVar(&o.kubeContext, "context", "", "kubeconfig context to use (default: its current-context)")
 	fs.StringVar(&o.vaultAddr, "vault-addr", "", "Vault address for configure and verify (default: the file's spec.configure.vaultAddress, $VAULT_ADDR)")
 	fs.StringVar(&o.vaultTokenFile, "vault-token-file", "", "file holding the Vault token (default: $VAULT_TOKEN)")
 	fs.StringVar(&o.vaultCACert, "vault-ca-cert", "", "PEM CA of Vault's TLS certificate (default: $VAULT_CACERT)")
@@ -129,7 +159,7 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 
 	r := &setup.Runner{Prepared: p, Out: stdout, WaitVault: o.wait}
 	if st.Deploy || cmd == "verify" || (st.Configure && p.NeedsKubernetes()) {
-		if r.Kube, err = kubeConfig(o.kubeconfig, getenv); err != nil {
+		if r.Kube, err = kubeConfig(o.kubeconfig, o.kubeContext, getenv); err != nil {
 			return exitError, fmt.Errorf("kubeconfig: %w", err)
 		}
 	}
@@ -187,8 +217,8 @@ func vaultToken(file string, getenv func(string) string) (string, error) {
 }
 
 // kubeConfig loads --kubeconfig, else $KUBECONFIG, else ~/.kube/config,
-// else the in-cluster config.
-func kubeConfig(path string, getenv func(string) string) (*rest.Config, error) {
+// else the in-cluster config; kubeContext, when set, picks its context.
+func kubeConfig(path, kubeContext string, getenv func(string) string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = path
 	if path == "" {
@@ -196,7 +226,7 @@ func kubeConfig(path string, getenv func(string) string) (*rest.Config, error) {
 			rules.Precedence = strings.Split(env, string(os.PathListSeparator))
 		}
 	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
 	if err != nil {
 		return nil, err
 	}

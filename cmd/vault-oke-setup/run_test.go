@@ -66,6 +66,72 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestConventions: help in the usual spellings exits 0 on stdout, flags
+// go before or after the command, and version needs nothing else.
+func TestConventions(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"plan", "-h"}, {"apply", "--help"}, {"help", "plan"}, {"-f", seed, "verify", "-h"}} {
+		r := runCmd(t, nil, args...)
+		if r.code != exitOK || !strings.Contains(r.stdout, "usage: vault-oke-setup") || !strings.Contains(r.stdout, "-context") || r.stderr != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want the help on stdout and exit 0", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := runCmd(t, nil, "version")
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "vault-oke-setup dev go1.") {
+		t.Errorf("version: exit %d, stdout %q", r.code, r.stdout)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: setup.okevault.io/v1alpha1\nkind: VaultSetup\nmetadata: {name: x}\nspec:\n  configure:\n    polices: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"plan", "-f", bad}, {"-f", bad, "plan"}, {"--dry-run", "apply", "-f", bad}} {
+		if r := runCmd(t, nil, args...); r.code != exitError || !strings.Contains(r.stderr, `unknown field "polices"`) {
+			t.Errorf("%q: exit %d, stderr %q; want the file read and refused", args, r.code, r.stderr)
+		}
+	}
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"-f", seed}, "usage:"},
+		{[]string{"plan", "-f", seed, "extra"}, `unexpected arguments ["extra"] after plan`},
+		{[]string{"plan", "--bogus"}, "flag provided but not defined: -bogus"},
+	} {
+		if r := runCmd(t, nil, tc.args...); r.code != exitError || !strings.Contains(r.stderr, tc.wantErr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and %q", tc.args, r.code, r.stderr, tc.wantErr)
+		}
+	}
+}
+
+// TestKubeContext: --context picks a context of the kubeconfig, as kubectl's.
+func TestKubeContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	const kc = `apiVersion: v1
+kind: Config
+clusters:
+- {name: a, cluster: {server: "https://a.example:6443"}}
+- {name: b, cluster: {server: "https://b.example:6443"}}
+users:
+- {name: u, user: {token: not-a-secret}}
+contexts:
+- {name: ctx-a, context: {cluster: a, user: u}}
+- {name: ctx-b, context: {cluster: b, user: u}}
+current-context: ctx-a
+`
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for ctx, want := range map[string]string{"": "https://a.example:6443", "ctx-b": "https://b.example:6443"} {
+		cfg, err := kubeConfig(path, ctx, envOf(nil))
+		if err != nil || cfg.Host != want {
+			t.Errorf("--context %q: %v, %v; want host %s", ctx, cfg, err, want)
+		}
+	}
+	if _, err := kubeConfig(path, "ctx-c", envOf(nil)); err == nil || !strings.Contains(err.Error(), "ctx-c") {
+		t.Errorf("--context ctx-c: %v, want an error naming it", err)
+	}
+}
+
 // TestExitCodes runs the command in-process against the test bed: plan
 // exits 2 while changes are pending, apply 0, plan 0 once converged, verify 0;
 // an unreachable Vault is 1. The root token never reaches the output.

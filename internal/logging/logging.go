@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 
 	"k8s.io/klog/v2"
@@ -14,9 +15,15 @@ import (
 // LevelTrace is below debug; the peer's -log-level accepts "trace".
 const LevelTrace = slog.LevelDebug - 4
 
-// ParseLevel accepts the peer's -log-level values: trace, debug, info, warn, error.
+// LevelOff is above every level: the peer's -log-level=off logs nothing.
+const LevelOff = slog.Level(math.MaxInt)
+
+// ParseLevel accepts the peer's -log-level values: trace, debug, info, warn,
+// error and off.
 func ParseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
+	case "off":
+		return LevelOff, nil
 	case "trace":
 		return LevelTrace, nil
 	case "debug":
@@ -28,7 +35,7 @@ func ParseLevel(s string) (slog.Level, error) {
 	case "error":
 		return slog.LevelError, nil
 	}
-	return 0, fmt.Errorf("unknown log level %q: want trace, debug, info, warn or error", s)
+	return 0, fmt.Errorf("unknown log level %q: want trace, debug, info, warn, error or off", s)
 }
 
 // New returns a logger writing format ("json" or "text") at level to w, and
@@ -47,6 +54,10 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 		h = slog.NewTextHandler(w, opts)
 	default:
 		return nil, fmt.Errorf("unknown log format %q: want json or text", format)
+	}
+	if lvl == LevelOff {
+		// klog hands errors to the handler without asking Enabled.
+		h = slog.DiscardHandler
 	}
 	logger := slog.New(h)
 	klog.SetSlogLogger(logger)

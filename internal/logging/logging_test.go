@@ -32,8 +32,22 @@ func TestNew(t *testing.T) {
 	}
 }
 
+func TestLevelOff(t *testing.T) {
+	var buf bytes.Buffer
+	logger, err := New(&buf, "json", "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Error("even an error")
+	klog.ErrorS(nil, "nor klog")
+	klog.Flush()
+	if buf.Len() > 0 {
+		t.Errorf("-log-level=off wrote %q", buf.String())
+	}
+}
+
 func TestParseLevel(t *testing.T) {
-	for in, want := range map[string]slog.Level{"trace": LevelTrace, "debug": slog.LevelDebug, "": slog.LevelInfo, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
+	for in, want := range map[string]slog.Level{"trace": LevelTrace, "debug": slog.LevelDebug, "": slog.LevelInfo, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError, "off": LevelOff} {
 		got, err := ParseLevel(in)
 		if err != nil || got != want {
 			t.Errorf("ParseLevel(%q) = %v, %v; want %v", in, got, err, want)

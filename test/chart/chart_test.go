@@ -33,6 +33,9 @@ type renderCase struct {
 	// check asserts what this case is about, beyond the golden file (which
 	// -update would accept blindly).
 	check func(t *testing.T, objs objects)
+	// hostNetwork: the case asks for the node's network (vault-helm's
+	// csi.hostNetwork); no other case may get it.
+	hostNetwork bool
 }
 
 var renderCases = []renderCase{
@@ -58,8 +61,15 @@ var renderCases = []renderCase{
 			}
 			var ds appsv1.DaemonSet
 			typed(t, objs.get(t, "DaemonSet", releaseName), &ds)
-			if ds.Spec.Template.Spec.ServiceAccountName != releaseName {
-				t.Errorf("serviceAccountName = %q", ds.Spec.Template.Spec.ServiceAccountName)
+			pod := ds.Spec.Template.Spec
+			if pod.ServiceAccountName != releaseName {
+				t.Errorf("serviceAccountName = %q", pod.ServiceAccountName)
+			}
+			if diff := cmp.Diff(map[string]string{"kubernetes.io/os": "linux"}, pod.NodeSelector); diff != "" {
+				t.Errorf("nodeSelector (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}, pod.Tolerations); diff != "" {
+				t.Errorf("tolerations (-want +got):\n%s", diff)
 			}
 			var rb rbacv1.RoleBinding
 			typed(t, objs.get(t, "RoleBinding", releaseName), &rb)
@@ -233,6 +243,83 @@ vault:
 		},
 	},
 	{
+		// The csi: section of a vault-helm values file, copied as it was:
+		// vault-helm's own forms (strings rendered with tpl, pull secrets as
+		// names, debug, hostNetwork, global) and its agent, which is ignored.
+		name: "vault-helm-values",
+		values: `
+global:
+  imagePullSecrets: [ocir-pull]
+  externalVaultAddr: https://vault.example.com:8200
+enabled: true
+debug: true
+logLevel: info
+hostNetwork: true
+imagePullSecrets:
+  - name: ocir-pull
+  - name: mirror
+hmacSecretName: vault-csi-provider-hmac-key
+pod:
+  annotations: |
+    release: {{ .Release.Name }}
+  nodeSelector: |
+    oci.oraclecloud.com/fault-domain: FAULT-DOMAIN-1
+  tolerations: |
+    - key: dedicated
+      operator: Equal
+      value: {{ .Release.Namespace }}
+      effect: NoSchedule
+  affinity: |
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions:
+              - {key: kubernetes.io/arch, operator: In, values: [arm64]}
+agent:
+  enabled: true
+  image:
+    repository: hashicorp/vault
+    tag: "1.21.4"
+`,
+		hostNetwork: true,
+		check: func(t *testing.T, objs objects) {
+			c := providerContainer(t, objs)
+			for _, want := range []string{"-log-level=debug", "-vault-addr=https://vault.example.com:8200"} {
+				if !slices.Contains(c.Args, want) {
+					t.Errorf("args %q lack %s", c.Args, want)
+				}
+			}
+			var ds appsv1.DaemonSet
+			typed(t, objs.get(t, "DaemonSet", releaseName), &ds)
+			pod := ds.Spec.Template.Spec
+			if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru == nil || ru.MaxSurge.String() != "0" || ru.MaxUnavailable.String() != "1" {
+				t.Errorf("rollingUpdate %+v with hostNetwork: a surge provider could not bind the node's ports; want maxSurge 0, maxUnavailable 1", ru)
+			}
+			if pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+				t.Errorf("dnsPolicy %q with hostNetwork: cluster names would not resolve", pod.DNSPolicy)
+			}
+			if diff := cmp.Diff([]corev1.LocalObjectReference{{Name: "ocir-pull"}, {Name: "mirror"}}, pod.ImagePullSecrets); diff != "" {
+				t.Errorf("imagePullSecrets (-want +got):\n%s", diff)
+			}
+			if got := ds.Spec.Template.Annotations["release"]; got != releaseName {
+				t.Errorf("pod annotation release = %q, want the tpl-rendered %q", got, releaseName)
+			}
+			if diff := cmp.Diff(map[string]string{"oci.oraclecloud.com/fault-domain": "FAULT-DOMAIN-1"}, pod.NodeSelector); diff != "" {
+				t.Errorf("nodeSelector (-want +got):\n%s", diff)
+			}
+			wantTol := []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: releaseNamespace, Effect: corev1.TaintEffectNoSchedule}}
+			if diff := cmp.Diff(wantTol, pod.Tolerations); diff != "" {
+				t.Errorf("tolerations (-want +got):\n%s", diff)
+			}
+			if a := pod.Affinity; a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+				t.Errorf("affinity %+v: the string form was not rendered", a)
+			}
+			if len(pod.Containers) != 1 {
+				t.Errorf("%d containers: the agent must not add a sidecar", len(pod.Containers))
+			}
+		},
+	},
+	{
 		name: "providers-dir",
 		values: `
 daemonSet:
@@ -270,7 +357,7 @@ func TestRender(t *testing.T) {
 				t.Errorf("%s differs (-golden +rendered; -update refreshes it):\n%s", golden, diff)
 			}
 			objs := decodeObjects(t, []byte(rel.Manifest))
-			checkInvariants(t, objs)
+			checkInvariants(t, objs, tc.hostNetwork)
 			tc.check(t, objs)
 		})
 	}
@@ -278,7 +365,7 @@ func TestRender(t *testing.T) {
 
 // checkInvariants asserts what every set of values keeps: the hardening,
 // the least RBAC, the socket path, probes and the pod namespace.
-func checkInvariants(t *testing.T, objs objects) {
+func checkInvariants(t *testing.T, objs objects, hostNetwork bool) {
 	t.Helper()
 	for _, u := range objs {
 		if ns := u.GetNamespace(); u.GetKind() != "ClusterRole" && u.GetKind() != "ClusterRoleBinding" && ns != releaseNamespace {
@@ -289,14 +376,8 @@ func checkInvariants(t *testing.T, objs objects) {
 	var ds appsv1.DaemonSet
 	typed(t, objs.get(t, "DaemonSet", releaseName), &ds)
 	pod := ds.Spec.Template.Spec
-	if pod.HostNetwork || pod.HostPID || pod.HostIPC {
-		t.Errorf("host namespaces: network=%v pid=%v ipc=%v", pod.HostNetwork, pod.HostPID, pod.HostIPC)
-	}
-	if diff := cmp.Diff(map[string]string{"kubernetes.io/os": "linux"}, pod.NodeSelector); diff != "" {
-		t.Errorf("nodeSelector (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]corev1.Toleration{{Operator: corev1.TolerationOpExists}}, pod.Tolerations); diff != "" {
-		t.Errorf("tolerations (-want +got):\n%s", diff)
+	if pod.HostNetwork != hostNetwork || pod.HostPID || pod.HostIPC {
+		t.Errorf("host namespaces: network=%v (want %v) pid=%v ipc=%v", pod.HostNetwork, hostNetwork, pod.HostPID, pod.HostIPC)
 	}
 	if pod.SecurityContext == nil || pod.SecurityContext.SeccompProfile == nil || pod.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod seccompProfile is not RuntimeDefault: %+v", pod.SecurityContext)
@@ -439,6 +520,10 @@ func TestValuesRejected(t *testing.T) {
 		{"relative providers dir", "daemonSet:\n  providersDir: var/run/x\n", []string{"/daemonSet/providersDir"}},
 		{"both CA sources", "vault:\n  tls:\n    caCert:\n      secretName: a\n      configMapName: b\n", []string{"set secretName or configMapName, not both"}},
 		{"ServiceMonitor without metrics", "metrics:\n  serviceMonitor:\n    enabled: true\n", []string{"metrics.serviceMonitor.enabled needs metrics.enabled"}},
+		{"vault-helm's enabled: false", "enabled: false\n", []string{"enabled: false", "helm uninstall"}},
+		{"vault-helm's image", "image:\n  repository: hashicorp/vault-csi-provider\n  tag: \"1.7.4\"\n", []string{"image.repository hashicorp/vault-csi-provider is the provider this chart replaces", "leave image out"}},
+		{"pull secret without a name", "global:\n  imagePullSecrets: [{secret: x}]\n", []string{"/global/imagePullSecrets/0"}},
+		{"tolerations as a map", "pod:\n  tolerations: {key: x}\n", []string{"/pod/tolerations"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(t.Context(), t, releaseNamespace, parseValues(t, tc.values))
@@ -461,8 +546,17 @@ func TestNotes(t *testing.T) {
 		"provider: vault",
 		"pod-security.kubernetes.io/enforce=privileged",
 		"/var/run/secrets-store-csi-providers/vault.sock",
+		"kubectl logs -n vault-csi-provider -l app.kubernetes.io/name=vault-csi-provider,app.kubernetes.io/instance=vault-csi-provider",
+		"docs/troubleshooting.md",
 	); len(miss) > 0 {
 		t.Errorf("NOTES lack %q:\n%s", miss, rel.Info.Notes)
+	}
+	if strings.Contains(rel.Info.Notes, "agent is ignored") {
+		t.Errorf("NOTES speak of an agent nobody configured:\n%s", rel.Info.Notes)
+	}
+	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "agent:\n  enabled: true\n"))
+	if miss := missingFrom(rel.Info.Notes, "agent is ignored", "-read-cache-ttl"); len(miss) > 0 {
+		t.Errorf("NOTES with vault-helm's agent values lack %q:\n%s", miss, rel.Info.Notes)
 	}
 	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "daemonSet:\n  providersDir: /opt/providers\n"))
 	if miss := missingFrom(rel.Info.Notes, "--set linux.providersDir=/opt/providers"); len(miss) > 0 {

@@ -157,7 +157,7 @@ func TestExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 		objs := decodeObjects(t, []byte(mustRender(t.Context(), t, releaseNamespace, vals).Manifest))
-		checkInvariants(t, objs)
+		checkInvariants(t, objs, false)
 		c := providerContainer(t, objs)
 		for _, arg := range []string{"-vault-addr=https://vault.vault.svc:8200", "-vault-tls-ca-cert=/etc/vault-csi-provider/tls/ca.crt"} {
 			if !slices.Contains(c.Args, arg) {

@@ -280,6 +280,38 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	})
+	t.Run("cross-builds for the target platform", func(t *testing.T) {
+		// buildx --platform linux/amd64,linux/arm64: each build stage runs on
+		// the builder's platform and the Go build targets the image's.
+		for _, s := range stages[:len(stages)-1] {
+			for _, in := range s.instrs {
+				if in.cmd != "RUN" || goBuildOutput(in.args) == "" {
+					continue
+				}
+				if !strings.Contains(s.from.args, "--platform=$BUILDPLATFORM") {
+					t.Errorf("line %d: FROM %s without --platform=$BUILDPLATFORM: arm64 would build under emulation", s.from.line, s.from.args)
+				}
+				if !strings.Contains(in.args, "GOOS=${TARGETOS}") || !strings.Contains(in.args, "GOARCH=${TARGETARCH}") {
+					t.Errorf("line %d: go build without GOOS=${TARGETOS} GOARCH=${TARGETARCH}: every platform would get the builder's binary", in.line)
+				}
+			}
+		}
+	})
+
+	t.Run("licence label is the LICENSE's", func(t *testing.T) {
+		lic, err := os.ReadFile(filepath.Join(root, "LICENSE"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(lic), "Apache License") || !strings.Contains(string(lic), "Version 2.0, January 2004") {
+			t.Fatal("LICENSE is not the Apache License 2.0")
+		}
+		l, ok := final.last("LABEL")
+		if !ok || !strings.Contains(l.args, `org.opencontainers.image.licenses="Apache-2.0"`) {
+			t.Errorf("final stage LABEL %q: want org.opencontainers.image.licenses=\"Apache-2.0\"", l.args)
+		}
+	})
+
 	t.Run("build image's Go is at least go.mod's", func(t *testing.T) {
 		// The golang images set GOTOOLCHAIN=local: an older Go refuses the module.
 		b, err := os.ReadFile("../../go.mod")

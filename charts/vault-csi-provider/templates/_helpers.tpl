@@ -59,3 +59,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- end }}
 {{- if or $ca.secretName $ca.configMapName }}true{{ end }}
 {{- end }}
+
+{{/* A value written as YAML or, as vault-helm allows, as a string of YAML
+rendered with tpl. Called with (list value $). */}}
+{{- define "vault-csi-provider.tplYaml" -}}
+{{- $v := index . 0 }}
+{{- if kindIs "string" $v }}
+{{- tpl $v (index . 1) | trim }}
+{{- else }}
+{{- toYaml $v }}
+{{- end }}
+{{- end }}
+
+{{/* The pull secrets' names: global.imagePullSecrets, then imagePullSecrets,
+each a name or {name: ...}, once each. */}}
+{{- define "vault-csi-provider.imagePullSecrets" -}}
+{{- $names := list }}
+{{- range concat (.Values.global.imagePullSecrets | default list) (.Values.imagePullSecrets | default list) }}
+{{- if kindIs "string" . }}
+{{- $names = append $names . }}
+{{- else }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- end }}
+{{- range uniq $names }}
+- name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* Values copied from vault-helm's csi: section that cannot mean here what
+they meant there: fail with what to do instead. */}}
+{{- define "vault-csi-provider.checkCopiedValues" -}}
+{{- if and (hasKey .Values "enabled") (not .Values.enabled) }}
+{{- fail "enabled: false: this chart installs only the provider and has no off switch; leave enabled out, or helm uninstall the release" }}
+{{- end }}
+{{- if hasSuffix "hashicorp/vault-csi-provider" .Values.image.repository }}
+{{- fail (printf "image.repository %s is the provider this chart replaces, and it does not take this chart's arguments: leave image out of the values copied from vault-helm's csi: section (the chart's default is its own image)" .Values.image.repository) }}
+{{- end }}
+{{- end }}
