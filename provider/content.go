@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/render"
 	"github.com/okevault/vault-csi-provider/internal/vault"
@@ -27,10 +28,12 @@ type file struct {
 	kv2      string        // metadata.version of the KV v2 secret it comes from, "" when none
 }
 
-// outputs shapes the responses into the mount's files, in object order.
-func outputs(objects []config.Object, responses map[string]*vault.Response) ([]file, error) {
+// outputs shapes the responses into the mount's files, in object order,
+// charging b for each object's files as they are made.
+func outputs(objects []config.Object, responses map[string]*vault.Response, b *budget.Mount) ([]file, error) {
 	var (
 		out    []file
+		made   int                       // files charged to b
 		inputs map[string]map[string]any // the templates' .Objects, built once
 	)
 	for i, o := range objects {
@@ -74,6 +77,12 @@ func outputs(objects []config.Object, responses map[string]*vault.Response) ([]f
 			return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
 		}
 		out = append(out, fs...)
+		for _, f := range out[made:] {
+			if err := b.Take(int64(len(f.contents))); err != nil {
+				return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
+			}
+		}
+		made = len(out)
 	}
 	return out, checkPaths(out)
 }

@@ -228,7 +228,7 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	kube, v := leasedBed(t)
 	ctx := t.Context()
 	_, tok := podToken(t, kube, readerNS, leaserSA, "lease-client")
-	clients, err := vault.NewClients(1)
+	clients, err := vault.NewClients(1, config.Addresses{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg, err := vault.LoginJWT(ctx, base, "kubernetes", leaserRole, redact.New(tok))
+	lg, err := vault.LoginJWT(ctx, base, "kubernetes", leaserRole, redact.New(tok), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -41,7 +42,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, err
 	}
-	key, err := auth.IdentityKey(m, jwt, s.now(), s.opts.LoginPerPod)
+	key, err := auth.IdentityKey(m, jwt, s.now(), s.opts.LoginPerPod || s.jwtPerPod(m))
 	if err != nil {
 		return m, nil, err
 	}
@@ -49,12 +50,15 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
 	}
+	mb := s.opts.Budget.Mount(s.opts.MaxMountBytes)
+	defer mb.Close() // on success too: the files are the gRPC server's now
 	sess := &session{
 		logins: s.opts.Logins,
 		key:    key,
 		leases: s.leaseKey(m, jwt),
+		budget: mb,
 		login: func(ctx context.Context) (vault.Login, error) {
-			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt)
+			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt, mb)
 			s.opts.Metrics.VaultRequest("login", err)
 			return lg, err
 		},
@@ -76,7 +80,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 		maps.Copy(responses, read)
 	}
 
-	out, err := outputs(m.Objects, responses)
+	out, err := outputs(m.Objects, responses, mb)
 	if err != nil {
 		return m, nil, err
 	}
@@ -94,6 +98,8 @@ type session struct {
 	key    string
 	// leases is the mount's part of lease-store keys; nil: not remembered.
 	leases *leases.Key
+	// budget is charged for every response the mount holds.
+	budget *budget.Mount
 	login  func(context.Context) (vault.Login, error)
 }
 
@@ -140,6 +146,10 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 	for i, o := range objects {
 		g.Go(func() error {
 			r, err := s.readLeased(gctx, base, sess, lg, o)
+			if err == nil {
+				// Held until the mount ends, whether read now or shared.
+				err = sess.budget.Take(r.Size)
+			}
 			switch {
 			case o.Optional && vault.NotFound(err):
 				return nil // left out: no response
@@ -173,9 +183,10 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 // read makes o's request with lg's token. GETs made with one login (so by
 // one identity) are shared through the read cache; keying by the login too
 // means a read made with a token since revoked never answers for a newer one.
-func (s *Server) read(ctx context.Context, base *api.Client, identity string, lg vault.Login, o config.Object) (*vault.Response, error) {
+func (s *Server) read(ctx context.Context, base *api.Client, sess *session, lg vault.Login, o config.Object) (*vault.Response, error) {
+	identity := sess.key
 	do := func(ctx context.Context) (*vault.Response, error) {
-		r, err := vault.Do(ctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args})
+		r, err := vault.Do(ctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args, Budget: sess.budget})
 		s.opts.Metrics.VaultRequest(operation(o.Method), err)
 		return r, err
 	}
@@ -185,6 +196,12 @@ func (s *Server) read(ctx context.Context, base *api.Client, identity string, lg
 	token := sha256.Sum256([]byte(lg.Token.Reveal()))
 	key := identity + "\x00" + hex.EncodeToString(token[:]) + "\x00" + o.RequestKey()
 	return s.opts.Reads.Get(ctx, key, do)
+}
+
+// jwtPerPod reports whether m's logins are the pod's own because it uses
+// JWT auth and the operator has not said its roles may be shared.
+func (s *Server) jwtPerPod(m *config.Mount) bool {
+	return m.AuthType == config.AuthJWT && !s.opts.ShareJWTLogins
 }
 
 // operation is the metrics label of a request method.

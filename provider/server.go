@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -50,6 +51,17 @@ type Options struct {
 	// LoginPerPod gives every pod its own Vault login instead of one per
 	// service-account identity.
 	LoginPerPod bool
+	// ShareJWTLogins lets the pods of one service account share a JWT-auth
+	// login (and read cache entries, and dynamic secrets of scope
+	// identity), as they do under Kubernetes auth. Off: JWT roles can bind
+	// claims of one pod (bound_claims, claim_mappings), so only roles that
+	// bind nothing finer than the service account may share.
+	ShareJWTLogins bool
+	// Budget bounds the bytes all mounts hold together; nil: no bound.
+	Budget *budget.Pool
+	// MaxMountBytes bounds the bytes one mount holds: Vault's answers as
+	// they arrive, their decoded form and the files made from them.
+	MaxMountBytes int64
 	// MountTimeout bounds a whole Mount, well inside kubelet's deadline.
 	MountTimeout time.Duration
 	// ReadConcurrency bounds the Vault requests one Mount has in flight.

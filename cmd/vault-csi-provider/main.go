@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -85,6 +86,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.IntVar(&f.dynamicCacheSize, "dynamic-secrets-cache-size", 10000, "how many dynamic secrets (pod or identity, and request) to remember")
 	fs.BoolVar(&f.revokeOnPodDelete, "revoke-on-pod-delete", false, "revoke a pod's dynamic secrets when the pod is deleted (needs -dynamic-secrets-scope=pod, -node-name, pods list/watch, and sys/leases/revoke in the roles' policies)")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name, whose pods -revoke-on-pod-delete watches (default: $NODE_NAME)")
+	allowedAddrs := fs.String("allowed-vault-addresses", "", "comma-separated Vault addresses mounts may name and redirects may lead to; scheme, host and port must match exactly (empty: any address; redirects only to the same scheme and host)")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
 	fs.StringVar(&d.AuthMountPath, "vault-mount", "", "default Vault auth mount path (default: kubernetes, or jwt for vaultAuthType jwt)")
@@ -124,6 +126,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 			*e.dst = getenv(e.env)
 		}
 	}
+	var err error
 	if v := getenv("VAULT_SKIP_VERIFY"); v != "" && !set["vault-tls-skip-verify"] {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -132,6 +135,14 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 		d.TLS.SkipVerify = b
 	}
 
+	if d.AllowedAddresses, err = config.ParseAddresses(*allowedAddrs); err != nil {
+		return nil, fmt.Errorf("-allowed-vault-addresses: %w", err)
+	}
+	// Mounts that name no address use -vault-addr, which must be allowed
+	// too; a bad address is reported by the mounts that use it.
+	if u, perr := url.Parse(d.VaultAddress); d.VaultAddress != "" && perr == nil && !d.AllowedAddresses.Allows(u) {
+		return nil, errors.New("-vault-addr is not in -allowed-vault-addresses")
+	}
 	if !providerName.MatchString(f.providerName) || f.providerName == "" {
 		return nil, fmt.Errorf("-provider-name %q: must match %s", f.providerName, providerName)
 	}
@@ -172,7 +183,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	if f.readConcurrency < 1 {
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)
 	}
-	var err error
 	if f.dynamicScope, err = leases.ParseScope(*scope); err != nil {
 		return nil, fmt.Errorf("-dynamic-secrets-scope %w", err)
 	}

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ReadConcurrency: f.readConcurrency,
 		MaxResponseSize: f.maxResponseSize,
 	}
-	if opts.Clients, err = vault.NewClients(maxVaultClients); err != nil {
+	if opts.Clients, err = vault.NewClients(maxVaultClients, f.defaults.AllowedAddresses); err != nil {
 		return err
 	}
 	if opts.Logins, err = cache.New(f.cacheSize); err != nil {
