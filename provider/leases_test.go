@@ -94,7 +94,7 @@ func leasedParams(v *testbed.Vault, cn string) map[string]string {
 
 func newLeases(t *testing.T) *leases.Store {
 	t.Helper()
-	s, err := leases.New(100, nil)
+	s, err := leases.New(100, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

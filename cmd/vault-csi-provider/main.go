@@ -53,6 +53,10 @@ type flags struct {
 	// nil (the flag unset) lets pods set any, as the driver does.
 	podAttributes []string
 	defaults      config.Defaults
+	// Bounds on the bytes held (see SECURITY.md, "Bounds").
+	maxMountBytes, maxTotalBytes      int64
+	readCacheBytes, dynamicCacheBytes int64
+	shareJWTLogins                    bool
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*flags, error) {
@@ -86,6 +90,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.IntVar(&f.dynamicCacheSize, "dynamic-secrets-cache-size", 10000, "how many dynamic secrets (pod or identity, and request) to remember")
 	fs.BoolVar(&f.revokeOnPodDelete, "revoke-on-pod-delete", false, "revoke a pod's dynamic secrets when the pod is deleted (needs -dynamic-secrets-scope=pod, -node-name, pods list/watch, and sys/leases/revoke in the roles' policies)")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name, whose pods -revoke-on-pod-delete watches (default: $NODE_NAME)")
+	fs.Int64Var(&f.maxMountBytes, "max-mount-bytes", 16<<20, "bytes one mount may hold: Vault's answers as they arrive, their decoded form and the files made; over it the mount fails with ResourceExhausted")
+	fs.Int64Var(&f.maxTotalBytes, "max-total-bytes", 64<<20, "bytes all mounts in flight may hold together; a mount over it fails with ResourceExhausted")
+	fs.Int64Var(&f.readCacheBytes, "read-cache-bytes", 16<<20, "bytes the read cache (-read-cache-ttl) may hold")
+	fs.Int64Var(&f.dynamicCacheBytes, "dynamic-secrets-cache-bytes", 16<<20, "bytes the remembered dynamic secrets may hold")
+	fs.BoolVar(&f.shareJWTLogins, "share-jwt-logins", false, "let the pods of one service account share a vaultAuthType jwt login, as under Kubernetes auth; only safe when no JWT role binds claims finer than the service account (bound_claims, claim_mappings on pod or node)")
 	allowedAddrs := fs.String("allowed-vault-addresses", "", "comma-separated Vault addresses mounts may name and redirects may lead to; scheme, host and port must match exactly (empty: any address; redirects only to the same scheme and host)")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
@@ -191,6 +200,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if f.revokeOnPodDelete && (f.dynamicScope != leases.ScopePod || f.nodeName == "") {
 		return nil, errors.New("-revoke-on-pod-delete needs -dynamic-secrets-scope=pod (shared leases are never revoked for one pod) and -node-name or $NODE_NAME")
+	}
+	if f.maxMountBytes < 1 || f.maxTotalBytes < f.maxMountBytes || f.readCacheBytes < 1 || f.dynamicCacheBytes < 1 {
+		return nil, errors.New("-max-mount-bytes, -read-cache-bytes and -dynamic-secrets-cache-bytes must be at least 1, and -max-total-bytes at least -max-mount-bytes")
 	}
 	if f.mountTimeout <= 0 || f.shutdownTimeout < 0 {
 		return nil, errors.New("-mount-timeout must be positive and -shutdown-timeout not negative")

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -75,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		LoginPerPod:     f.loginPerPod,
 		ReadConcurrency: f.readConcurrency,
 		MaxResponseSize: f.maxResponseSize,
+		ShareJWTLogins:  f.shareJWTLogins,
+		Budget:          budget.NewPool(f.maxTotalBytes),
+		MaxMountBytes:   f.maxMountBytes,
 	}
 	if opts.Clients, err = vault.NewClients(maxVaultClients, f.defaults.AllowedAddresses); err != nil {
 		return err
@@ -82,11 +86,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if opts.Logins, err = cache.New(f.cacheSize); err != nil {
 		return err
 	}
-	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheTTL); err != nil {
+	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheBytes, f.readCacheTTL); err != nil {
 		return err
 	}
 	if f.dynamicScope != leases.ScopeOff {
-		if opts.Leases, err = leases.New(f.dynamicCacheSize, logger); err != nil {
+		if opts.Leases, err = leases.New(f.dynamicCacheSize, f.dynamicCacheBytes, logger); err != nil {
 			return err
 		}
 		opts.LeaseScope = f.dynamicScope
