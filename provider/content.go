@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -30,7 +31,7 @@ type file struct {
 
 // outputs shapes the responses into the mount's files, in object order,
 // charging b for each object's files as they are made.
-func outputs(objects []config.Object, responses map[string]*vault.Response, b *budget.Mount) ([]file, error) {
+func outputs(ctx context.Context, objects []config.Object, responses map[string]*vault.Response, b *budget.Mount) ([]file, error) {
 	var (
 		out    []file
 		made   int                       // files charged to b
@@ -54,7 +55,7 @@ func outputs(objects []config.Object, responses map[string]*vault.Response, b *b
 				inputs = templateObjects(objects, responses)
 			}
 			var b []byte
-			if b, err = execute(i, o, inputs, responses); err == nil {
+			if b, err = execute(ctx, i, o, inputs, responses); err == nil {
 				one(b, "")
 			}
 		case o.Expand == config.ExpandKeys:
@@ -101,7 +102,7 @@ func templateObjects(objects []config.Object, responses map[string]*vault.Respon
 
 // execute renders object i's template. Its failures are InvalidArgument,
 // naming objects[i].template.
-func execute(i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response) ([]byte, error) {
+func execute(ctx context.Context, i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response) ([]byte, error) {
 	in := render.Input{Objects: objects, Secrets: map[string]map[string]any{}}
 	if o.Path != "" {
 		in.Data = responses[o.RequestKey()].Data
@@ -109,9 +110,11 @@ func execute(i int, o config.Object, objects map[string]map[string]any, response
 	for lit, req := range o.Inputs {
 		in.Secrets[lit] = responses[req.RequestKey()].Data
 	}
-	b, err := o.Template.Execute(in)
+	b, err := o.Template.Execute(ctx, in)
 	var re *render.Error
 	switch {
+	case ctx.Err() != nil && err != nil:
+		return nil, fmt.Errorf("objects[%d].template: %w", i, err) // the mount's deadline: not the template's fault
 	case errors.As(err, &re) && re.Line > 0:
 		return nil, &config.Error{Param: fmt.Sprintf("objects[%d].template", i), Reason: fmt.Sprintf("line %d of the template: %s", re.Line, re.Reason)}
 	case err != nil:

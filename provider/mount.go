@@ -80,7 +80,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 		maps.Copy(responses, read)
 	}
 
-	out, err := outputs(m.Objects, responses, mb)
+	out, err := outputs(ctx, m.Objects, responses, mb)
 	if err != nil {
 		return m, nil, err
 	}

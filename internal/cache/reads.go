@@ -24,8 +24,8 @@ type Reads struct {
 	// maxBytes: a count of entries alone would let a few huge responses
 	// take the provider's memory.
 	bytes, maxBytes int64
-	group singleflight.Group
-	now   func() time.Time
+	group           singleflight.Group
+	now             func() time.Time
 }
 
 type readEntry struct {

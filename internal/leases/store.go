@@ -59,10 +59,10 @@ type Store struct {
 	// bytes is what the remembered responses hold (vault.Response.Size),
 	// at most maxBytes; the oldest are forgotten first.
 	bytes, maxBytes int64
-	tokens map[string]*token // by Issuer.Token; pruned by each renewal pass
-	group  singleflight.Group
-	now    func() time.Time
-	log    *slog.Logger
+	tokens          map[string]*token // by Issuer.Token; pruned by each renewal pass
+	group           singleflight.Group
+	now             func() time.Time
+	log             *slog.Logger
 	// next is the earliest renewal known to be due (zero: none); wake tells
 	// Run that it moved earlier.
 	next time.Time
