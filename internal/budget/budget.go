@@ -60,7 +60,7 @@ func (m *Mount) Take(n int64) error {
 	case m.closed:
 		return fmt.Errorf("%w: the mount has ended", ErrExhausted)
 	case m.used+n > m.limit:
-		return fmt.Errorf("%w: the mount would hold more than %d bytes read from Vault and made from it (-max-mount-bytes)", ErrExhausted, m.limit)
+		return fmt.Errorf("%w: the mount would hold more than %d bytes (-max-mount-bytes)", ErrExhausted, m.limit)
 	}
 	if m.pool.used.Add(n) > m.pool.limit {
 		m.pool.used.Add(-n)
