@@ -16,7 +16,12 @@ import (
 // ErrExhausted marks a charge over a budget: ResourceExhausted at the edge.
 var ErrExhausted = errors.New("memory budget exhausted")
 
-// Pool is the process-wide budget that mounts draw from.
+// small is what a mount may hold and still draw on the pool's reserve.
+const small = 1 << 20
+
+// Pool is the process-wide budget that mounts draw from. Its last quarter
+// is kept for mounts holding under 1 MiB, which are nearly all of them: a
+// few mounts each holding much cannot starve the others.
 type Pool struct {
 	limit int64
 	used  atomic.Int64
@@ -62,7 +67,11 @@ func (m *Mount) Take(n int64) error {
 	case m.used+n > m.limit:
 		return fmt.Errorf("%w: the mount would hold more than %d bytes (-max-mount-bytes)", ErrExhausted, m.limit)
 	}
-	if m.pool.used.Add(n) > m.pool.limit {
+	limit := m.pool.limit
+	if m.used+n > small {
+		limit -= limit / 4
+	}
+	if m.pool.used.Add(n) > limit {
 		m.pool.used.Add(-n)
 		return fmt.Errorf("%w: mounts on this node together would hold more than %d bytes (-max-total-bytes); the mount may succeed once others end", ErrExhausted, m.pool.limit)
 	}
