@@ -30,8 +30,8 @@ type file struct {
 }
 
 // outputs shapes the responses into the mount's files, in object order,
-// charging b for each object's files as they are made.
-func outputs(ctx context.Context, objects []config.Object, responses map[string]*vault.Response, b *budget.Mount) ([]file, error) {
+// charging mb for each object's files as they are made.
+func outputs(ctx context.Context, objects []config.Object, responses map[string]*vault.Response, mb *budget.Mount) ([]file, error) {
 	var (
 		out    []file
 		made   int                       // files charged to b
@@ -55,7 +55,7 @@ func outputs(ctx context.Context, objects []config.Object, responses map[string]
 				inputs = templateObjects(objects, responses)
 			}
 			var b []byte
-			if b, err = execute(ctx, i, o, inputs, responses); err == nil {
+			if b, err = execute(ctx, i, o, inputs, responses, mb); err == nil {
 				one(b, "")
 			}
 		case o.Expand == config.ExpandKeys:
@@ -79,7 +79,10 @@ func outputs(ctx context.Context, objects []config.Object, responses map[string]
 		}
 		out = append(out, fs...)
 		for _, f := range out[made:] {
-			if err := b.Take(int64(len(f.contents))); err != nil {
+			if o.Template != nil {
+				break // charged as the template wrote it
+			}
+			if err := mb.Take(int64(len(f.contents))); err != nil {
 				return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
 			}
 		}
@@ -102,8 +105,8 @@ func templateObjects(objects []config.Object, responses map[string]*vault.Respon
 
 // execute renders object i's template. Its failures are InvalidArgument,
 // naming objects[i].template.
-func execute(ctx context.Context, i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response) ([]byte, error) {
-	in := render.Input{Objects: objects, Secrets: map[string]map[string]any{}}
+func execute(ctx context.Context, i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response, mb *budget.Mount) ([]byte, error) {
+	in := render.Input{Objects: objects, Secrets: map[string]map[string]any{}, Budget: mb}
 	if o.Path != "" {
 		in.Data = responses[o.RequestKey()].Data
 	}
@@ -113,8 +116,8 @@ func execute(ctx context.Context, i int, o config.Object, objects map[string]map
 	b, err := o.Template.Execute(ctx, in)
 	var re *render.Error
 	switch {
-	case ctx.Err() != nil && err != nil:
-		return nil, fmt.Errorf("objects[%d].template: %w", i, err) // the mount's deadline: not the template's fault
+	case err != nil && (ctx.Err() != nil || errors.Is(err, budget.ErrExhausted)):
+		return nil, fmt.Errorf("objects[%d].template: %w", i, err) // the mount's deadline or budget: not the template's fault
 	case errors.As(err, &re) && re.Line > 0:
 		return nil, &config.Error{Param: fmt.Sprintf("objects[%d].template", i), Reason: fmt.Sprintf("line %d of the template: %s", re.Line, re.Reason)}
 	case err != nil:

@@ -91,7 +91,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	fs.BoolVar(&f.revokeOnPodDelete, "revoke-on-pod-delete", false, "revoke a pod's dynamic secrets when the pod is deleted (needs -dynamic-secrets-scope=pod, -node-name, pods list/watch, and sys/leases/revoke in the roles' policies)")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name, whose pods -revoke-on-pod-delete watches (default: $NODE_NAME)")
 	fs.Int64Var(&f.maxMountBytes, "max-mount-bytes", 16<<20, "bytes one mount may hold: Vault's answers as they arrive, their decoded form and the files made; over it the mount fails with ResourceExhausted")
-	fs.Int64Var(&f.maxTotalBytes, "max-total-bytes", 64<<20, "bytes all mounts in flight may hold together; a mount over it fails with ResourceExhausted")
+	fs.Int64Var(&f.maxTotalBytes, "max-total-bytes", 32<<20, "bytes all mounts in flight may hold together; a mount over it fails with ResourceExhausted")
 	fs.Int64Var(&f.readCacheBytes, "read-cache-bytes", 16<<20, "bytes the read cache (-read-cache-ttl) may hold")
 	fs.Int64Var(&f.dynamicCacheBytes, "dynamic-secrets-cache-bytes", 16<<20, "bytes the remembered dynamic secrets may hold")
 	fs.BoolVar(&f.shareJWTLogins, "share-jwt-logins", false, "let the pods of one service account share a vaultAuthType jwt login, as under Kubernetes auth; only safe when no JWT role binds claims finer than the service account (bound_claims, claim_mappings on pod or node)")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +61,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger, err := logging.New(stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return err
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		// What the bounds let live (mounts, caches, the process's own
+		// ~40 MiB) stays well under this soft limit, so the garbage collector
+		// keeps the heap near it instead of at twice the live bytes.
+		debug.SetMemoryLimit(f.maxTotalBytes + f.readCacheBytes + f.dynamicCacheBytes + 32<<20)
 	}
 	for _, k := range ignoredEnv {
 		if getenv(k) != "" {

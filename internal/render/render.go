@@ -89,7 +89,13 @@ type Input struct {
 	// Secrets are the secrets of the template's secret calls, by the path
 	// as the template writes it.
 	Secrets map[string]map[string]any
+	// Budget, when set, is charged for the output as it is written (twice
+	// its bytes: the buffer grows by doubling).
+	Budget Budget
 }
+
+// Budget is charged for what a template writes; a *budget.Mount.
+type Budget interface{ Take(n int64) error }
 
 // Parse parses text and collects the objects and paths it refers to.
 func Parse(text string) (*Template, error) {
@@ -279,12 +285,15 @@ func (t *Template) line(n parse.Node) int {
 // wrapping ctx's).
 func (t *Template) Execute(ctx context.Context, in Input) ([]byte, error) {
 	t.in, t.ctx, t.steps, t.built = in, ctx, 0, 0
-	var out limited
+	out := limited{budget: in.Budget}
 	dot := struct {
 		Data    map[string]any
 		Objects map[string]map[string]any
 	}{in.Data, in.Objects}
 	if err := t.tmpl.Execute(&out, dot); err != nil {
+		if out.refused != nil {
+			return nil, out.refused // the mount's budget: not the template's fault
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("the template gave up at the mount's deadline: %w", ctx.Err())
 		}
@@ -293,14 +302,25 @@ func (t *Template) Execute(ctx context.Context, in Input) ([]byte, error) {
 	return out.buf.Bytes(), nil
 }
 
-// limited is a buffer that refuses to grow past MaxOutput.
-type limited struct{ buf bytes.Buffer }
+// limited is a buffer that refuses to grow past MaxOutput, or past what
+// its budget allows.
+type limited struct {
+	buf     bytes.Buffer
+	budget  Budget
+	refused error // the budget's refusal
+}
 
 var errTooLarge = fmt.Errorf("the output is larger than %d bytes", MaxOutput)
 
 func (l *limited) Write(p []byte) (int, error) {
 	if l.buf.Len()+len(p) > MaxOutput {
 		return 0, errTooLarge
+	}
+	if l.budget != nil {
+		if err := l.budget.Take(2 * int64(len(p))); err != nil {
+			l.refused = err
+			return 0, err
+		}
 	}
 	return l.buf.Write(p)
 }

@@ -43,6 +43,8 @@ func decodedSize(body []byte) int64 {
 type charge struct {
 	b    Budget
 	held int64
+	// body is the last response's body as guard read it.
+	body []byte
 }
 
 func (c *charge) take(n int64) error {
@@ -79,6 +81,7 @@ func guard(cl *api.Client, limit int64, ch *charge) *api.Client {
 			r.Body = io.NopCloser(errReader{&limitError{err}})
 			return
 		}
+		ch.body = body
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	})
 }
@@ -94,8 +97,14 @@ func readLimited(r io.Reader, limit int64, take func(int64) error) ([]byte, erro
 			if int64(buf.Len()+n) > limit {
 				return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
 			}
-			if terr := take(int64(n)); terr != nil {
-				return nil, terr
+			// Charged as the buffer grows, so the bytes held (its
+			// capacity) are what is counted.
+			if buf.Len()+n > buf.Cap() {
+				before := buf.Cap()
+				buf.Grow(n)
+				if terr := take(int64(buf.Cap() - before)); terr != nil {
+					return nil, terr
+				}
 			}
 			buf.Write(chunk[:n])
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -93,12 +92,8 @@ func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request)
 	if resp == nil || resp.StatusCode == http.StatusNoContent {
 		return nil, &Error{Op: req.Method, Path: req.Path, Status: http.StatusNotFound, Msg: "no data at this path"}
 	}
-	// guard has read the body, within maxBody.
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, wrap(req.Method, req.Path, err)
-	}
-	return parse(req, body)
+	// guard has read the body, within maxBody (or failed the call).
+	return parse(req, ch.body)
 }
 
 // parse unwraps the secret's data. KV v2 is recognised by its envelope
