@@ -132,6 +132,15 @@ metrics:
 		},
 	},
 	{
+		name:   "allowed-vault-addresses",
+		values: "allowedVaultAddresses: [\"https://vault-0.vault:8200\", \"https://vault-1.vault:8200\"]\n",
+		check: func(t *testing.T, objs objects) {
+			if c := providerContainer(t, objs); !slices.Contains(c.Args, "-allowed-vault-addresses=https://vault-0.vault:8200,https://vault-1.vault:8200") {
+				t.Errorf("args %q lack -allowed-vault-addresses", c.Args)
+			}
+		},
+	},
+	{
 		name:   "revoke-on-pod-delete",
 		values: "revokeOnPodDelete: true\n",
 		check: func(t *testing.T, objs objects) {
@@ -435,6 +444,7 @@ func TestValuesRejected(t *testing.T) {
 		{"list of the wrong type", "extraArgs: -cache-size=10\n", []string{"/extraArgs", "want array"}},
 		{"pod attribute with a comma", "allowedPodAttributes: [\"objects,roleName\"]\n", []string{"/allowedPodAttributes/0", "does not match pattern"}},
 		{"pod attributes as one string", "allowedPodAttributes: objects\n", []string{"/allowedPodAttributes", "want null or array"}},
+		{"vault address without a scheme", "allowedVaultAddresses: [\"vault:8200\"]\n", []string{"/allowedVaultAddresses/0", "does not match pattern"}},
 		{"log level out of the enum", "logLevel: verbose\n", []string{"/logLevel", "value must be one of 'trace', 'debug', 'info', 'warn', 'error'"}},
 		{"relative providers dir", "daemonSet:\n  providersDir: var/run/x\n", []string{"/daemonSet/providersDir"}},
 		{"both CA sources", "vault:\n  tls:\n    caCert:\n      secretName: a\n      configMapName: b\n", []string{"set secretName or configMapName, not both"}},
@@ -461,8 +471,13 @@ func TestNotes(t *testing.T) {
 		"provider: vault",
 		"pod-security.kubernetes.io/enforce=privileged",
 		"/var/run/secrets-store-csi-providers/vault.sock",
+		"No allowedVaultAddresses is set",
 	); len(miss) > 0 {
 		t.Errorf("NOTES lack %q:\n%s", miss, rel.Info.Notes)
+	}
+	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "allowedVaultAddresses: [\"https://vault:8200\"]\n"))
+	if strings.Contains(rel.Info.Notes, "allowedVaultAddresses") {
+		t.Errorf("NOTES recommend allowedVaultAddresses though it is set:\n%s", rel.Info.Notes)
 	}
 	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "daemonSet:\n  providersDir: /opt/providers\n"))
 	if miss := missingFrom(rel.Info.Notes, "--set linux.providersDir=/opt/providers"); len(miss) > 0 {
