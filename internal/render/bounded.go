@@ -100,12 +100,13 @@ func (t *Template) printf(format string, args ...any) (string, error) {
 			}
 			verb := format[:n]
 			format = format[n:]
-			if verb == "%%" {
+			switch {
+			case verb == "%%":
 				lit += "%"
-			} else if len(args) == 0 {
+			case len(args) == 0:
 				r, _ := utf8.DecodeLastRuneInString(verb)
 				lit += "%!" + string(r) + "(MISSING)" // as fmt writes it
-			} else {
+			default:
 				lit += fmt.Sprintf(verb, args[0])
 				args = args[1:]
 			}
