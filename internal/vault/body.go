@@ -43,8 +43,10 @@ func decodedSize(body []byte) int64 {
 type charge struct {
 	b    Budget
 	held int64
-	// body is the last response's body as guard read it.
+	// body is the last response's body as guard read it, or err why it
+	// could not be.
 	body []byte
+	err  error
 }
 
 func (c *charge) take(n int64) error {
@@ -78,10 +80,11 @@ func guard(cl *api.Client, limit int64, ch *charge) *api.Client {
 			err = ch.take(decodedSize(body))
 		}
 		if err != nil {
-			r.Body = io.NopCloser(errReader{&limitError{err}})
+			ch.body, ch.err = nil, &limitError{err}
+			r.Body = io.NopCloser(errReader{ch.err})
 			return
 		}
-		ch.body = body
+		ch.body, ch.err = body, nil
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	})
 }

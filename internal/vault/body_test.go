@@ -8,10 +8,26 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/redact"
 )
+
+// baseClient is the base client for addr, following redirects as allowed.
+func baseClient(t *testing.T, addr string, allowed config.Addresses) *api.Client {
+	t.Helper()
+	clients, err := NewClients(1, allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := clients.Client(addr, "", config.TLS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
 
 // endless writes JSON-looking bytes until the client stops reading, and
 // counts them: a hostile server, which Vault is not.
@@ -48,17 +64,10 @@ func TestBodiesBounded(t *testing.T) {
 			var sent atomic.Int64
 			srv := httptest.NewServer(endless(tc.status, &sent))
 			defer srv.Close()
-			clients, err := NewClients(1, config.Addresses{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			base, err := clients.Client(srv.URL, "", config.TLS{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			base := baseClient(t, srv.URL, config.Addresses{})
 			pool := budget.NewPool(1 << 30)
 			mb := pool.Mount(tc.budget)
-			_, err = Do(t.Context(), base, redact.New("t"), Request{Method: http.MethodGet, Path: "kv/a", Budget: mb})
+			_, err := Do(t.Context(), base, redact.New("t"), Request{Method: http.MethodGet, Path: "kv/a", Budget: mb})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Do = %v; want %v", err, tc.want)
 			}
@@ -76,15 +85,8 @@ func TestBodiesBounded(t *testing.T) {
 		var sent atomic.Int64
 		srv := httptest.NewServer(endless(http.StatusOK, &sent))
 		defer srv.Close()
-		clients, err := NewClients(1, config.Addresses{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		base, err := clients.Client(srv.URL, "", config.TLS{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = LoginJWT(t.Context(), base, "kubernetes", "r", redact.New("jwt"), nil)
+		base := baseClient(t, srv.URL, config.Addresses{})
+		_, err := LoginJWT(t.Context(), base, "kubernetes", "r", redact.New("jwt"), nil)
 		var ve *Error
 		if !errors.Is(err, ErrTooLarge) || !errors.As(err, &ve) || !strings.Contains(ve.Msg, "65536") {
 			t.Fatalf("LoginJWT = %v; want ErrTooLarge at %d bytes", err, maxLoginBody)

@@ -92,7 +92,10 @@ func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request)
 	if resp == nil || resp.StatusCode == http.StatusNoContent {
 		return nil, &Error{Op: req.Method, Path: req.Path, Status: http.StatusNotFound, Msg: "no data at this path"}
 	}
-	// guard has read the body, within maxBody (or failed the call).
+	// guard has read the body, within maxBody, or says why not.
+	if ch.err != nil {
+		return nil, wrap(req.Method, req.Path, ch.err)
+	}
 	return parse(req, ch.body)
 }
 

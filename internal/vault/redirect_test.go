@@ -53,14 +53,7 @@ func TestRedirects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := standby(tc.to)
 			defer s.Close()
-			clients, err := NewClients(4, tc.allowed(s.URL))
-			if err != nil {
-				t.Fatal(err)
-			}
-			base, err := clients.Client(s.URL, "", config.TLS{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			base := baseClient(t, s.URL, tc.allowed(s.URL))
 			before := activeHits.Load()
 			r, err := Do(t.Context(), base, redact.New("t"), Request{Method: http.MethodGet, Path: "kv/a"})
 			if tc.ok {

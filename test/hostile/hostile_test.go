@@ -23,11 +23,12 @@ import (
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
 
-// rssCeiling is the peak RSS the provider must stay under: 160 MiB of the
-// chart's default memory limit of 256 MiB, leaving 96 MiB to spare. The
-// bounds let mounts hold 32 MiB and the caches 32 MiB; the rest is the
-// process itself (~40 MiB at start) and garbage not yet collected.
-const rssCeiling = 160 << 20
+// rssCeiling is the peak RSS the provider must stay under: 192 MiB, three
+// quarters of the chart's default memory limit (256 MiB), leaving 64 MiB to
+// spare. The bounds let mounts hold 32 MiB and the caches 32 MiB, and set a
+// soft memory limit of 96 MiB; the rest is the process itself (~40 MiB at
+// start) and garbage the collector has not caught up with under churn.
+const rssCeiling = 192 << 20
 
 // hostileServer is what a SecretProviderClass may point vaultAddress at: a
 // server of its author's, not Vault. It logs anyone in and answers every
