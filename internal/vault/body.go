@@ -98,7 +98,7 @@ func readLimited(r io.Reader, limit int64, take func(int64) error) ([]byte, erro
 		n, err := r.Read(chunk)
 		if n > 0 {
 			if int64(buf.Len()+n) > limit {
-				return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+				return nil, fmt.Errorf("%w: larger than %d bytes", ErrTooLarge, limit)
 			}
 			// Charged as the buffer grows, so the bytes held (its
 			// capacity) are what is counted.
