@@ -43,8 +43,10 @@ func (p *Pool) Mount(limit int64) *Mount {
 }
 
 // Mount is one mount's budget. A nil *Mount charges nothing. Calls may
-// come from the mount's goroutines, and from a read it shared, which can
-// end after the mount: a charge after Close fails, a refund is ignored.
+// come from the mount's goroutines, and from a login or read it shared with
+// other mounts, which can end after it: after Close, charges and refunds
+// are not counted, so that call still serves the others, each of which
+// charges its own budget for what it keeps.
 type Mount struct {
 	pool   *Pool
 	limit  int64
@@ -63,7 +65,7 @@ func (m *Mount) Take(n int64) error {
 	defer m.mu.Unlock()
 	switch {
 	case m.closed:
-		return fmt.Errorf("%w: the mount has ended", ErrExhausted)
+		return nil
 	case m.used+n > m.limit:
 		return fmt.Errorf("%w: the mount would hold more than %d bytes (-max-mount-bytes)", ErrExhausted, m.limit)
 	}

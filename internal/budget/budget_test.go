@@ -35,12 +35,14 @@ func TestMountAndPool(t *testing.T) {
 	if p.Used() != 0 {
 		t.Errorf("used = %d after every mount closed", p.Used())
 	}
-	if err := a.Take(1); err == nil {
-		t.Error("a closed mount took more")
+	// A read shared with other mounts, ending after the mount that
+	// started it: not counted, and not failed for the others.
+	if err := a.Take(1 << 40); err != nil {
+		t.Errorf("a charge after Close: %v", err)
 	}
-	a.Give(1 << 20) // a shared read ending after its mount: ignored
+	a.Give(1 << 20)
 	if p.Used() != 0 {
-		t.Errorf("a refund after Close went to the pool: %d", p.Used())
+		t.Errorf("charges or refunds after Close reached the pool: %d", p.Used())
 	}
 	var none *Mount
 	if err := none.Take(1 << 40); err != nil {
