@@ -27,21 +27,37 @@ import (
 // parseCost bounds the bytes parsing holds per byte of attributes: 84 for
 // a YAML flow list of one-letter scalars and 76 for a template of empty
 // actions, the worst shapes measured (go.yaml.in/yaml/v3, text/template).
-const parseCost = 100
+// smallParse is what a parse may hold without waiting its turn.
+const (
+	parseCost  = 100
+	smallParse = 1 << 20
+)
+
+// parse parses the request. Parsing builds the objects' YAML tree and the
+// templates' parse trees, up to parseCost bytes per byte of the attributes
+// while it runs: a class that could take more than a mount may hold is
+// refused, and large ones (over 1 MiB of parsing, classes over ~10 KiB)
+// wait their turn for a process-wide allowance of one mount's bytes.
+// Small ones, nearly all, parse at once: a storm of ordinary mounts is
+// never queued behind a large class.
+func (s *Server) parse(ctx context.Context, req *v1alpha1.MountRequest) (*config.Mount, error) {
+	if cost := int64(len(req.GetAttributes())) * parseCost; s.parsing != nil && cost > smallParse {
+		if cost > s.opts.MaxMountBytes {
+			return nil, fmt.Errorf("%w: the attributes are %d bytes, which may take %d to parse, more than a mount may hold (-max-mount-bytes %d); a SecretProviderClass should list objects, not hold data",
+				budget.ErrExhausted, len(req.GetAttributes()), cost, s.opts.MaxMountBytes)
+		}
+		if err := s.parsing.Acquire(ctx, cost); err != nil {
+			return nil, fmt.Errorf("waiting to parse the attributes: %w", err)
+		}
+		defer s.parsing.Release(cost)
+	}
+	return config.Parse(req.GetAttributes(), req.GetTargetPath(), req.GetPermission(), s.opts.Defaults)
+}
 
 // mount runs the pipeline. It returns the parsed mount (nil when parsing
 // failed) for the log line.
 func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config.Mount, *v1alpha1.MountResponse, error) {
-	mb := s.opts.Budget.Mount(s.opts.MaxMountBytes)
-	defer mb.Close() // on success too: the files are the gRPC server's now
-	// Parsing builds the objects' YAML tree and the templates' parse trees:
-	// up to parseCost bytes per byte of the attributes while it runs.
-	parsing := int64(len(req.GetAttributes())) * parseCost
-	if err := mb.Take(parsing); err != nil {
-		return nil, nil, fmt.Errorf("the attributes are %d bytes, which may take %d to parse: %w", len(req.GetAttributes()), parsing, err)
-	}
-	m, err := config.Parse(req.GetAttributes(), req.GetTargetPath(), req.GetPermission(), s.opts.Defaults)
-	mb.Give(parsing)
+	m, err := s.parse(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -64,6 +80,8 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
 	}
+	mb := s.opts.Budget.Mount(s.opts.MaxMountBytes)
+	defer mb.Close() // on success too: the files are the gRPC server's now
 	sess := &session{
 		logins: s.opts.Logins,
 		key:    key,

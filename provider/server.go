@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
@@ -79,6 +80,8 @@ type Server struct {
 	v1alpha1.UnimplementedCSIDriverProviderServer
 	opts Options
 	now  func() time.Time
+	// parsing bounds what parses hold together (nil: no budget).
+	parsing *semaphore.Weighted
 }
 
 // New returns a Server; opts.Clients and opts.Logins are required.
@@ -95,7 +98,11 @@ func New(opts Options) *Server {
 	if opts.MaxResponseSize <= 0 {
 		opts.MaxResponseSize = DefaultMaxResponseSize
 	}
-	return &Server{opts: opts, now: time.Now}
+	srv := &Server{opts: opts, now: time.Now}
+	if opts.Budget != nil {
+		srv.parsing = semaphore.NewWeighted(opts.MaxMountBytes)
+	}
+	return srv
 }
 
 // Version answers the driver's health check.

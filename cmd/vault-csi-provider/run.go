@@ -63,10 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if getenv("GOMEMLIMIT") == "" {
-		// What the bounds let live (mounts, caches, the process's own
-		// ~40 MiB) stays well under this soft limit, so the garbage collector
+		// What the bounds let live (mounts, parses, caches, the process's
+		// own heap) stays under this soft limit, so the garbage collector
 		// keeps the heap near it instead of at twice the live bytes.
-		debug.SetMemoryLimit(f.maxTotalBytes + f.readCacheBytes + f.dynamicCacheBytes + 32<<20)
+		debug.SetMemoryLimit(f.maxTotalBytes + f.maxMountBytes + f.readCacheBytes + f.dynamicCacheBytes + 32<<20)
 	}
 	for _, k := range ignoredEnv {
 		if getenv(k) != "" {

@@ -26,7 +26,7 @@ import (
 // rssCeiling is the peak RSS the provider must stay under: 192 MiB, three
 // quarters of the chart's default memory limit (256 MiB), leaving 64 MiB to
 // spare. The bounds let mounts hold 32 MiB and the caches 32 MiB, and set a
-// soft memory limit of 96 MiB; the rest is the process itself (~40 MiB at
+// soft memory limit of 112 MiB; the rest is the process itself (~40 MiB at
 // start) and garbage the collector has not caught up with under churn.
 const rssCeiling = 192 << 20
 
@@ -177,13 +177,16 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 // sends it, from 4 hostile pods per class at once, every class above, for
 // several rounds, while 20 other pods mount a small secret over and over.
 // Every hostile mount fails with its code; every other mount succeeds; the
-// provider's peak RSS stays under rssCeiling. Peak RSS and CPU are logged
+// provider's peak RSS stays under rssCeiling. The mount deadline is raised
+// to 5 minutes so that a loaded machine slows the test down instead of
+// turning the codes into DeadlineExceeded: the test is about bounds, not
+// speed. Peak RSS and CPU are logged
 // (go test -v -run TestHostileClasses ./test/hostile/ | grep HOSTILE).
 func TestHostileClasses(t *testing.T) {
 	hostile, good := hostileServer(), goodServer()
 	defer hostile.Close()
 	defer good.Close()
-	p := testbed.StartProvider(t, testbed.ProviderOptions{ProvidersDir: t.TempDir(), Args: []string{"-log-level=warn"}})
+	p := testbed.StartProvider(t, testbed.ProviderOptions{ProvidersDir: t.TempDir(), Args: []string{"-log-level=warn", "-mount-timeout=5m"}})
 	conn, err := grpc.NewClient("unix://"+p.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
