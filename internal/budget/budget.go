@@ -44,9 +44,9 @@ func (p *Pool) Mount(limit int64) *Mount {
 
 // Mount is one mount's budget. A nil *Mount charges nothing. Calls may
 // come from the mount's goroutines, and from a login or read it shared with
-// other mounts, which can end after it: after Close, charges and refunds
-// are not counted, so that call still serves the others, each of which
-// charges its own budget for what it keeps.
+// other mounts, which can go on after it ends: after Close a charge fails,
+// so such a call cannot hold more than it could before (it would decode a
+// response no budget counts), and a refund is ignored.
 type Mount struct {
 	pool   *Pool
 	limit  int64
@@ -65,7 +65,7 @@ func (m *Mount) Take(n int64) error {
 	defer m.mu.Unlock()
 	switch {
 	case m.closed:
-		return nil
+		return fmt.Errorf("%w: the mount that started this shared call has ended", ErrExhausted)
 	case m.used+n > m.limit:
 		return fmt.Errorf("%w: the mount would hold more than %d bytes (-max-mount-bytes)", ErrExhausted, m.limit)
 	}
