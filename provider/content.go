@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/render"
 	"github.com/okevault/vault-csi-provider/internal/vault"
@@ -30,10 +32,12 @@ type file struct {
 	kv2      string        // metadata.version of the KV v2 secret it comes from, "" when none
 }
 
-// outputs shapes the responses into the mount's files, in object order.
-func outputs(objects []config.Object, responses map[string]*vault.Response) ([]file, error) {
+// outputs shapes the responses into the mount's files, in object order,
+// charging mb for each object's files as they are made.
+func outputs(ctx context.Context, objects []config.Object, responses map[string]*vault.Response, mb *budget.Mount) ([]file, error) {
 	var (
 		out    []file
+		made   int                       // files charged to b
 		inputs map[string]map[string]any // the templates' .Objects, built once
 	)
 	for i, o := range objects {
@@ -54,7 +58,7 @@ func outputs(objects []config.Object, responses map[string]*vault.Response) ([]f
 				inputs = templateObjects(objects, responses)
 			}
 			var b []byte
-			if b, err = execute(i, o, inputs, responses); err == nil {
+			if b, err = execute(ctx, i, o, inputs, responses, mb); err == nil {
 				one(b, "")
 			}
 		case o.Expand == config.ExpandKeys:
@@ -77,6 +81,15 @@ func outputs(objects []config.Object, responses map[string]*vault.Response) ([]f
 			return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
 		}
 		out = append(out, fs...)
+		for _, f := range out[made:] {
+			if o.Template != nil {
+				break // charged as the template wrote it
+			}
+			if err := mb.Take(int64(len(f.contents))); err != nil {
+				return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
+			}
+		}
+		made = len(out)
 	}
 	return out, checkPaths(out)
 }
@@ -95,17 +108,19 @@ func templateObjects(objects []config.Object, responses map[string]*vault.Respon
 
 // execute renders object i's template. Its failures are InvalidArgument,
 // naming objects[i].template.
-func execute(i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response) ([]byte, error) {
-	in := render.Input{Objects: objects, Secrets: map[string]map[string]any{}}
+func execute(ctx context.Context, i int, o config.Object, objects map[string]map[string]any, responses map[string]*vault.Response, mb *budget.Mount) ([]byte, error) {
+	in := render.Input{Objects: objects, Secrets: map[string]map[string]any{}, Budget: mb}
 	if o.Path != "" {
 		in.Data = responses[o.RequestKey()].Data
 	}
 	for lit, req := range o.Inputs {
 		in.Secrets[lit] = responses[req.RequestKey()].Data
 	}
-	b, err := o.Template.Execute(in)
+	b, err := o.Template.Execute(ctx, in)
 	var re *render.Error
 	switch {
+	case err != nil && (ctx.Err() != nil || errors.Is(err, budget.ErrExhausted)):
+		return nil, fmt.Errorf("objects[%d].template: %w", i, err) // the mount's deadline or budget: not the template's fault
 	case errors.As(err, &re) && re.Line > 0:
 		return nil, &config.Error{Param: fmt.Sprintf("objects[%d].template", i), Reason: fmt.Sprintf("line %d of the template: %s", re.Line, re.Reason)}
 	case err != nil:

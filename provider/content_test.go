@@ -191,7 +191,7 @@ func TestOutputs(t *testing.T) {
 		t.Errorf("tree reads %q, want %q (sorted, sub-directories skipped)", paths, want)
 	}
 
-	fs, err := outputs(m.Objects, responses)
+	fs, err := outputs(t.Context(), m.Objects, responses, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

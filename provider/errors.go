@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
@@ -50,8 +51,12 @@ func code(err error) codes.Code {
 		// Vault answers a login for a role it does not know (deleted, or
 		// never made) with 400 "invalid role name": the pod is refused.
 		return codes.PermissionDenied
-	case errors.Is(err, errTooLarge), errors.Is(err, vault.ErrTooLarge):
+	case errors.Is(err, errTooLarge), errors.Is(err, vault.ErrTooLarge), errors.Is(err, budget.ErrExhausted):
 		return codes.ResourceExhausted
+	case errors.Is(err, vault.ErrRedirect):
+		// The operator's allowlist refuses where the server sent the
+		// request: retrying gets the same redirect.
+		return codes.PermissionDenied
 	case errors.Is(err, errPodLookup):
 		// Usually the apiserver is briefly unreachable: let the driver retry.
 		return codes.Unavailable

@@ -25,7 +25,11 @@ func (s *Server) leaseKey(m *config.Mount, jwt redact.Secret) *leases.Key {
 	if err != nil {
 		return nil // the login identity was derived already; this cannot fail after it
 	}
-	k, ok := s.opts.LeaseScope.Key(identity, m.Pod.UID)
+	scope := s.opts.LeaseScope
+	if scope == leases.ScopeIdentity && s.jwtPerPod(m) {
+		scope = leases.ScopePod // pods that may not share a login share no lease
+	}
+	k, ok := scope.Key(identity, m.Pod.UID)
 	if !ok {
 		return nil
 	}
@@ -36,7 +40,7 @@ func (s *Server) leaseKey(m *config.Mount, jwt redact.Secret) *leases.Key {
 // response that carries a lease is then served again until the lease can no
 // longer be kept.
 func (s *Server) readLeased(ctx context.Context, base *api.Client, sess *session, lg vault.Login, o config.Object) (*vault.Response, error) {
-	read := func(ctx context.Context) (*vault.Response, error) { return s.read(ctx, base, sess.key, lg, o) }
+	read := func(ctx context.Context) (*vault.Response, error) { return s.read(ctx, base, sess, lg, o) }
 	if sess.leases == nil {
 		return read(ctx)
 	}

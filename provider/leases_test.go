@@ -94,7 +94,7 @@ func leasedParams(v *testbed.Vault, cn string) map[string]string {
 
 func newLeases(t *testing.T) *leases.Store {
 	t.Helper()
-	s, err := leases.New(100, nil)
+	s, err := leases.New(100, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	kube, v := leasedBed(t)
 	ctx := t.Context()
 	_, tok := podToken(t, kube, readerNS, leaserSA, "lease-client")
-	clients, err := vault.NewClients(1)
+	clients, err := vault.NewClients(1, config.Addresses{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg, err := vault.LoginJWT(ctx, base, "kubernetes", leaserRole, redact.New(tok))
+	lg, err := vault.LoginJWT(ctx, base, "kubernetes", leaserRole, redact.New(tok), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

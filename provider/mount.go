@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -23,10 +24,40 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
+// parseCost bounds the bytes parsing holds per byte of attributes: 84 for
+// a YAML flow list of one-letter scalars and 76 for a template of empty
+// actions, the worst shapes measured (go.yaml.in/yaml/v3, text/template).
+// smallParse is what a parse may hold without waiting its turn.
+const (
+	parseCost  = 100
+	smallParse = 1 << 20
+)
+
+// parse parses the request. Parsing builds the objects' YAML tree and the
+// templates' parse trees, up to parseCost bytes per byte of the attributes
+// while it runs: a class that could take more than a mount may hold is
+// refused, and large ones (over 1 MiB of parsing, classes over ~10 KiB)
+// wait their turn for a process-wide allowance of one mount's bytes.
+// Small ones, nearly all, parse at once: a storm of ordinary mounts is
+// never queued behind a large class.
+func (s *Server) parse(ctx context.Context, req *v1alpha1.MountRequest) (*config.Mount, error) {
+	if cost := int64(len(req.GetAttributes())) * parseCost; s.parsing != nil && cost > smallParse {
+		if cost > s.opts.MaxMountBytes {
+			return nil, fmt.Errorf("%w: the attributes are %d bytes, which may take %d to parse, more than a mount may hold (-max-mount-bytes %d); a SecretProviderClass should list objects, not hold data",
+				budget.ErrExhausted, len(req.GetAttributes()), cost, s.opts.MaxMountBytes)
+		}
+		if err := s.parsing.Acquire(ctx, cost); err != nil {
+			return nil, fmt.Errorf("waiting to parse the attributes: %w", err)
+		}
+		defer s.parsing.Release(cost)
+	}
+	return config.Parse(req.GetAttributes(), req.GetTargetPath(), req.GetPermission(), s.opts.Defaults)
+}
+
 // mount runs the pipeline. It returns the parsed mount (nil when parsing
 // failed) for the log line.
 func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config.Mount, *v1alpha1.MountResponse, error) {
-	m, err := config.Parse(req.GetAttributes(), req.GetTargetPath(), req.GetPermission(), s.opts.Defaults)
+	m, err := s.parse(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -41,7 +72,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, err
 	}
-	key, err := auth.IdentityKey(m, jwt, s.now(), s.opts.LoginPerPod)
+	key, err := auth.IdentityKey(m, jwt, s.now(), s.opts.LoginPerPod || s.jwtPerPod(m))
 	if err != nil {
 		return m, nil, err
 	}
@@ -49,12 +80,15 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
 	}
+	mb := s.opts.Budget.Mount(s.opts.MaxMountBytes)
+	defer mb.Close() // on success too: the files are the gRPC server's now
 	sess := &session{
 		logins: s.opts.Logins,
 		key:    key,
 		leases: s.leaseKey(m, jwt),
+		budget: mb,
 		login: func(ctx context.Context) (vault.Login, error) {
-			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt)
+			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt, mb)
 			s.opts.Metrics.VaultRequest("login", err)
 			return lg, err
 		},
@@ -76,7 +110,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 		maps.Copy(responses, read)
 	}
 
-	out, err := outputs(m.Objects, responses)
+	out, err := outputs(ctx, m.Objects, responses, mb)
 	if err != nil {
 		return m, nil, err
 	}
@@ -94,6 +128,8 @@ type session struct {
 	key    string
 	// leases is the mount's part of lease-store keys; nil: not remembered.
 	leases *leases.Key
+	// budget is charged for every response the mount holds.
+	budget *budget.Mount
 	login  func(context.Context) (vault.Login, error)
 }
 
@@ -140,6 +176,10 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 	for i, o := range objects {
 		g.Go(func() error {
 			r, err := s.readLeased(gctx, base, sess, lg, o)
+			if err == nil {
+				// Held until the mount ends, whether read now or shared.
+				err = sess.budget.Take(r.Size)
+			}
 			switch {
 			case o.Optional && vault.NotFound(err):
 				return nil // left out: no response
@@ -173,9 +213,10 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 // read makes o's request with lg's token. GETs made with one login (so by
 // one identity) are shared through the read cache; keying by the login too
 // means a read made with a token since revoked never answers for a newer one.
-func (s *Server) read(ctx context.Context, base *api.Client, identity string, lg vault.Login, o config.Object) (*vault.Response, error) {
+func (s *Server) read(ctx context.Context, base *api.Client, sess *session, lg vault.Login, o config.Object) (*vault.Response, error) {
+	identity := sess.key
 	do := func(ctx context.Context) (*vault.Response, error) {
-		r, err := vault.Do(ctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args})
+		r, err := vault.Do(ctx, base, lg.Token, vault.Request{Method: o.Method, Path: o.Path, Query: o.Query, Args: o.Args, Budget: sess.budget})
 		s.opts.Metrics.VaultRequest(operation(o.Method), err)
 		return r, err
 	}
@@ -185,6 +226,12 @@ func (s *Server) read(ctx context.Context, base *api.Client, identity string, lg
 	token := sha256.Sum256([]byte(lg.Token.Reveal()))
 	key := identity + "\x00" + hex.EncodeToString(token[:]) + "\x00" + o.RequestKey()
 	return s.opts.Reads.Get(ctx, key, do)
+}
+
+// jwtPerPod reports whether m's logins are the pod's own because it uses
+// JWT auth and the operator has not said its roles may be shared.
+func (s *Server) jwtPerPod(m *config.Mount) bool {
+	return m.AuthType == config.AuthJWT && !s.opts.ShareJWTLogins
 }
 
 // operation is the metrics label of a request method.

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -50,6 +52,17 @@ type Options struct {
 	// LoginPerPod gives every pod its own Vault login instead of one per
 	// service-account identity.
 	LoginPerPod bool
+	// ShareJWTLogins lets the pods of one service account share a JWT-auth
+	// login (and read cache entries, and dynamic secrets of scope
+	// identity), as they do under Kubernetes auth. Off: JWT roles can bind
+	// claims of one pod (bound_claims, claim_mappings), so only roles that
+	// bind nothing finer than the service account may share.
+	ShareJWTLogins bool
+	// Budget bounds the bytes all mounts hold together; nil: no bound.
+	Budget *budget.Pool
+	// MaxMountBytes bounds the bytes one mount holds: Vault's answers as
+	// they arrive, their decoded form and the files made from them.
+	MaxMountBytes int64
 	// MountTimeout bounds a whole Mount, well inside kubelet's deadline.
 	MountTimeout time.Duration
 	// ReadConcurrency bounds the Vault requests one Mount has in flight.
@@ -67,6 +80,8 @@ type Server struct {
 	v1alpha1.UnimplementedCSIDriverProviderServer
 	opts Options
 	now  func() time.Time
+	// parsing bounds what parses hold together (nil: no budget).
+	parsing *semaphore.Weighted
 }
 
 // New returns a Server; opts.Clients and opts.Logins are required.
@@ -83,7 +98,11 @@ func New(opts Options) *Server {
 	if opts.MaxResponseSize <= 0 {
 		opts.MaxResponseSize = DefaultMaxResponseSize
 	}
-	return &Server{opts: opts, now: time.Now}
+	srv := &Server{opts: opts, now: time.Now}
+	if opts.Budget != nil {
+		srv.parsing = semaphore.NewWeighted(opts.MaxMountBytes)
+	}
+	return srv
 }
 
 // Version answers the driver's health check.

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/logging"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 	"github.com/okevault/vault-csi-provider/provider"
@@ -61,7 +62,7 @@ func serve(t *testing.T, opts provider.Options) *served {
 		opts.Logger = l
 	}
 	if opts.Clients == nil {
-		c, err := vault.NewClients(8)
+		c, err := vault.NewClients(8, config.Addresses{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -522,7 +522,7 @@ func TestLoginPerPod(t *testing.T) {
 // per identity and path in a rotation pass); PUTs are never shared.
 func TestReadCache(t *testing.T) {
 	kube, v := realBed(t)
-	reads, err := cache.NewReads(100, time.Minute)
+	reads, err := cache.NewReads(100, 64<<20, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,10 @@ func TestRunHostile(t *testing.T) {
 		words      string
 	}{
 		{"100 MB secretArgs", attrs("- {objectName: a, secretPath: transit/encrypt/k, method: PUT, secretArgs: {plaintext: " + strings.Repeat("A", 100<<20) + "}}"), codes.ResourceExhausted, "larger than max"},
-		{"10,000 objects", attrs(strings.Repeat("- {objectName: a, secretPath: kv/a}\n", 10_000)), codes.InvalidArgument, "more than the 1000"},
+		{"1,001 objects", attrs(strings.Repeat("- {objectName: a, secretPath: kv/a}\n", 1_001)), codes.InvalidArgument, "more than the 1000"},
+		// Parsing 370 KB of YAML could hold 100 times as much: over the
+		// mount's budget before it is parsed.
+		{"10,000 objects", attrs(strings.Repeat("- {objectName: a, secretPath: kv/a}\n", 10_000)), codes.ResourceExhausted, "-max-mount-bytes"},
 		{"NUL in objectName", attrs(`- {objectName: "a\0b", secretPath: kv/a}`), codes.InvalidArgument, "objects[0].objectName"},
 		{"objectName climbs out", attrs(`- {objectName: ../../etc/cron.d/x, secretPath: kv/a}`), codes.InvalidArgument, "objects[0].objectName"},
 		{"absolute objectName", attrs(`- {objectName: /etc/passwd, secretPath: kv/a}`), codes.InvalidArgument, "is absolute"},
@@ -127,5 +130,27 @@ func TestFlagsAllowedPodAttributes(t *testing.T) {
 		if (f.podAttributes == nil) != (tc.want == nil) || !slices.Equal(f.podAttributes, tc.want) {
 			t.Errorf("%q: podAttributes = %#v, want %#v", tc.args, f.podAttributes, tc.want)
 		}
+	}
+}
+
+func TestFlagsAllowedVaultAddresses(t *testing.T) {
+	f, err := parseFlags([]string{"-allowed-vault-addresses=https://vault-a:8200, https://vault-b:8200", "-vault-addr=https://vault-a:8200"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.defaults.AllowedAddresses.String(); got != "https://vault-a:8200,https://vault-b:8200" {
+		t.Errorf("allowed = %q", got)
+	}
+	for _, args := range [][]string{
+		{"-allowed-vault-addresses=vault-a:8200"},
+		{"-allowed-vault-addresses=https://vault-a:8200", "-vault-addr=https://vault-c:8200"},
+		{"-max-total-bytes=1", "-max-mount-bytes=2"},
+	} {
+		if _, err := parseFlags(args, env(nil), io.Discard); err == nil {
+			t.Errorf("%q was accepted", args)
+		}
+	}
+	if f, err := parseFlags(nil, env(nil), io.Discard); err != nil || !f.defaults.AllowedAddresses.Empty() || f.shareJWTLogins {
+		t.Errorf("defaults: any address, JWT logins per pod: %+v, %v", f, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -56,8 +57,12 @@ type flags struct {
 	// nil (the flag unset) lets pods set any, as the driver does.
 	podAttributes []string
 	// The text of flags parseFlags turns into the fields above.
-	podAttributesFlag, dynamicScopeFlag string
-	defaults                            config.Defaults
+	podAttributesFlag, dynamicScopeFlag, allowedAddressesFlag string
+	defaults                                                  config.Defaults
+	// Bounds on the bytes held (see SECURITY.md, "Bounds").
+	maxMountBytes, maxTotalBytes      int64
+	readCacheBytes, dynamicCacheBytes int64
+	shareJWTLogins                    bool
 }
 
 // newFlagSet declares every flag into f: the peer's (same names, defaults
@@ -94,6 +99,12 @@ func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.dynamicCacheSize, "dynamic-secrets-cache-size", 10000, "how many dynamic secrets (pod or identity, and request) to remember")
 	fs.BoolVar(&f.revokeOnPodDelete, "revoke-on-pod-delete", false, "revoke a pod's dynamic secrets when the pod is deleted (needs -dynamic-secrets-scope=pod, -node-name, pods list/watch, and sys/leases/revoke in the roles' policies)")
 	fs.StringVar(&f.nodeName, "node-name", "", "this node's name, whose pods -revoke-on-pod-delete watches (default: $NODE_NAME)")
+	fs.Int64Var(&f.maxMountBytes, "max-mount-bytes", 16<<20, "bytes one mount may hold: Vault's answers as they arrive, their decoded form and the files made; over it the mount fails with ResourceExhausted")
+	fs.Int64Var(&f.maxTotalBytes, "max-total-bytes", 32<<20, "bytes all mounts in flight may hold together; a mount over it fails with ResourceExhausted")
+	fs.Int64Var(&f.readCacheBytes, "read-cache-bytes", 16<<20, "bytes the read cache (-read-cache-ttl) may hold")
+	fs.Int64Var(&f.dynamicCacheBytes, "dynamic-secrets-cache-bytes", 16<<20, "bytes the remembered dynamic secrets may hold")
+	fs.BoolVar(&f.shareJWTLogins, "share-jwt-logins", false, "let the pods of one service account share a vaultAuthType jwt login, as under Kubernetes auth; only safe when no JWT role binds claims finer than the service account (bound_claims, claim_mappings on pod or node)")
+	fs.StringVar(&f.allowedAddressesFlag, "allowed-vault-addresses", "", "comma-separated Vault addresses mounts may name and redirects may lead to; scheme, host and port must match exactly (empty: any address; redirects only to the same scheme and host)")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
 	// The peer's default, shown as such; left unset, the mount follows
@@ -148,6 +159,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 			*e.dst = getenv(e.env)
 		}
 	}
+	var err error
 	if v := getenv("VAULT_SKIP_VERIFY"); v != "" && !set["vault-tls-skip-verify"] {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -156,6 +168,14 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 		d.TLS.SkipVerify = b
 	}
 
+	if d.AllowedAddresses, err = config.ParseAddresses(f.allowedAddressesFlag); err != nil {
+		return nil, fmt.Errorf("-allowed-vault-addresses: %w", err)
+	}
+	// Mounts that name no address use -vault-addr, which must be allowed
+	// too; a bad address is reported by the mounts that use it.
+	if u, perr := url.Parse(d.VaultAddress); d.VaultAddress != "" && perr == nil && !d.AllowedAddresses.Allows(u) {
+		return nil, errors.New("-vault-addr is not in -allowed-vault-addresses")
+	}
 	if !providerName.MatchString(f.providerName) || f.providerName == "" {
 		return nil, fmt.Errorf("-provider-name %q: must match %s", f.providerName, providerName)
 	}
@@ -196,7 +216,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	if f.readConcurrency < 1 {
 		return nil, fmt.Errorf("-read-concurrency %d: must be at least 1", f.readConcurrency)
 	}
-	var err error
 	if f.dynamicScope, err = leases.ParseScope(f.dynamicScopeFlag); err != nil {
 		return nil, fmt.Errorf("-dynamic-secrets-scope %w", err)
 	}
@@ -205,6 +224,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 	}
 	if f.revokeOnPodDelete && (f.dynamicScope != leases.ScopePod || f.nodeName == "") {
 		return nil, errors.New("-revoke-on-pod-delete needs -dynamic-secrets-scope=pod (shared leases are never revoked for one pod) and -node-name or $NODE_NAME")
+	}
+	if f.maxMountBytes < 1 || f.maxTotalBytes < f.maxMountBytes || f.readCacheBytes < 1 || f.dynamicCacheBytes < 1 {
+		return nil, errors.New("-max-mount-bytes, -read-cache-bytes and -dynamic-secrets-cache-bytes must be at least 1, and -max-total-bytes at least -max-mount-bytes")
 	}
 	if f.mountTimeout <= 0 || f.shutdownTimeout < 0 {
 		return nil, errors.New("-mount-timeout must be positive and -shutdown-timeout not negative")

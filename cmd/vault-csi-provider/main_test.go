@@ -51,7 +51,7 @@ func TestFlagsEnvironmentThenFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Defaults{VaultAddress: "https://flag:8200", VaultNamespace: "env-ns", TLS: config.TLS{CACert: "/env/ca.pem", ServerName: "vault.svc", SkipVerify: true}}
-	if d := cmp.Diff(want, f.defaults); d != "" {
+	if d := cmp.Diff(want, f.defaults, cmp.AllowUnexported(config.Addresses{})); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
 	}
 	if f.hmacSecretNamespace != "csi" {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/okevault/vault-csi-provider/internal/auth"
+	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
@@ -62,6 +64,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if f.debug {
 		logger.Warn("-debug is deprecated: use -log-level=debug", "logLevel", f.logLevel)
 	}
+	if getenv("GOMEMLIMIT") == "" {
+		// What the bounds let live (mounts, parses, caches, the process's
+		// own heap) stays under this soft limit, so the garbage collector
+		// keeps the heap near it instead of at twice the live bytes.
+		debug.SetMemoryLimit(f.maxTotalBytes + f.maxMountBytes + f.readCacheBytes + f.dynamicCacheBytes + 32<<20)
+	}
 	for _, k := range ignoredEnv {
 		if getenv(k) != "" {
 			// The name only: the value may be a token.
@@ -77,18 +85,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		LoginPerPod:     f.loginPerPod,
 		ReadConcurrency: f.readConcurrency,
 		MaxResponseSize: f.maxResponseSize,
+		ShareJWTLogins:  f.shareJWTLogins,
+		Budget:          budget.NewPool(f.maxTotalBytes),
+		MaxMountBytes:   f.maxMountBytes,
 	}
-	if opts.Clients, err = vault.NewClients(maxVaultClients); err != nil {
+	if opts.Clients, err = vault.NewClients(maxVaultClients, f.defaults.AllowedAddresses); err != nil {
 		return err
 	}
 	if opts.Logins, err = cache.New(f.cacheSize); err != nil {
 		return err
 	}
-	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheTTL); err != nil {
+	if opts.Reads, err = cache.NewReads(f.readCacheSize, f.readCacheBytes, f.readCacheTTL); err != nil {
 		return err
 	}
 	if f.dynamicScope != leases.ScopeOff {
-		if opts.Leases, err = leases.New(f.dynamicCacheSize, logger); err != nil {
+		if opts.Leases, err = leases.New(f.dynamicCacheSize, f.dynamicCacheBytes, logger); err != nil {
 			return err
 		}
 		opts.LeaseScope = f.dynamicScope

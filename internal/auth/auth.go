@@ -111,16 +111,19 @@ func ParseClaims(jwt redact.Secret) (Claims, error) {
 	return cl, nil
 }
 
-// IdentityKey names the Vault identity a mount logs in as: the Vault server,
-// namespace, auth mount, role and audience, and the service account the token
-// belongs to (by UID, so a re-created account is a new identity). Pods that
-// share all of these get the same Vault policies, so they may share one login.
+// IdentityKey names the Vault identity a mount logs in as: the Vault server
+// and how it is reached (every TLS setting: a class that skips verification
+// never shares with one that verifies), namespace, auth type and mount, role
+// and audience, and the service account the token belongs to (by UID, so a
+// re-created account is a new identity). Pods that share all of these get
+// the same Vault policies under Kubernetes auth, so they may share one login.
 // When the token's claims can't be read, the key is the token's hash and
 // nothing is shared. perPod keys by the pod's own token instead, for
 // operators who want one Vault token per pod.
 func IdentityKey(m *config.Mount, jwt redact.Secret, now time.Time, perPod bool) (string, error) {
 	h := sha256.New()
 	_, _ = fmt.Fprintf(h, "%q %q %q %q %q %q\x00", m.VaultAddress, m.VaultNamespace, m.AuthType, m.AuthMountPath, m.Role, m.Audience)
+	_, _ = fmt.Fprintf(h, "tls %q %q %q %q %q %t\x00", m.TLS.CACert, m.TLS.CADirectory, m.TLS.ServerName, m.TLS.ClientCert, m.TLS.ClientKey, m.TLS.SkipVerify)
 	c, err := ParseClaims(jwt)
 	switch {
 	case err != nil:

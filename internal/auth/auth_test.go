@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,26 @@ func TestIdentityKey(t *testing.T) {
 		change(other)
 		if keyOf(m, podA) == keyOf(other, podA) {
 			t.Errorf("changing the %s keeps the same identity", name)
+		}
+	}
+	// Every TLS setting, present and future, changes how Vault is reached:
+	// a class that skips verification (or trusts another CA, or presents
+	// another client certificate) never shares a login with one that does
+	// not.
+	tlsType := reflect.TypeFor[config.TLS]()
+	for i := range tlsType.NumField() {
+		other := mount("default", "testapp")
+		f := reflect.ValueOf(&other.TLS).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("/other")
+		case reflect.Bool:
+			f.SetBool(true)
+		default:
+			t.Fatalf("TLS.%s is a %s: teach this test to change it", tlsType.Field(i).Name, f.Kind())
+		}
+		if keyOf(m, podA) == keyOf(other, podA) {
+			t.Errorf("changing TLS.%s keeps the same identity", tlsType.Field(i).Name)
 		}
 	}
 	perPodA, err := IdentityKey(m, podA, now, true)

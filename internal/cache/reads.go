@@ -17,11 +17,15 @@ import (
 // through it: PUT/POST requests mint dynamic secrets and are never shared.
 // A TTL of zero shares only reads in flight at the same moment.
 type Reads struct {
-	ttl   time.Duration
-	mu    sync.Mutex
-	lru   *lru.Cache[string, readEntry]
-	group singleflight.Group
-	now   func() time.Time
+	ttl time.Duration
+	mu  sync.Mutex
+	lru *lru.Cache[string, readEntry]
+	// bytes is what the kept responses hold (vault.Response.Size), at most
+	// maxBytes: a count of entries alone would let a few huge responses
+	// take the provider's memory.
+	bytes, maxBytes int64
+	group           singleflight.Group
+	now             func() time.Time
 }
 
 type readEntry struct {
@@ -29,13 +33,23 @@ type readEntry struct {
 	expires time.Time
 }
 
-// NewReads keeps at most size responses for ttl each.
-func NewReads(size int, ttl time.Duration) (*Reads, error) {
-	c, err := lru.New[string, readEntry](size)
+// NewReads keeps at most size responses, holding at most maxBytes
+// together, for ttl each.
+func NewReads(size int, maxBytes int64, ttl time.Duration) (*Reads, error) {
+	r := &Reads{ttl: ttl, maxBytes: maxBytes, now: time.Now}
+	c, err := lru.NewWithEvict(size, func(_ string, e readEntry) { r.bytes -= e.resp.Size })
 	if err != nil {
 		return nil, err
 	}
-	return &Reads{ttl: ttl, lru: c, now: time.Now}, nil
+	r.lru = c
+	return r, nil
+}
+
+// Bytes is what the kept responses hold.
+func (r *Reads) Bytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bytes
 }
 
 // Get returns the response cached under key (an identity and a request), or
@@ -62,9 +76,17 @@ func (r *Reads) Get(ctx context.Context, key string, read func(context.Context) 
 		if _, leased := vault.LeaseOf(resp.Body); leased {
 			return
 		}
+		if resp.Size > r.maxBytes {
+			return
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.lru.Remove(key) // replacing an entry does not tell the callback
 		r.lru.Add(key, readEntry{resp: resp, expires: r.now().Add(r.ttl)})
+		r.bytes += resp.Size
+		for r.bytes > r.maxBytes {
+			r.lru.RemoveOldest()
+		}
 	})
 	if err == nil && shared {
 		// Mounts of several pods asked at once and a GET minted a dynamic

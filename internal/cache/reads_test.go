@@ -12,7 +12,7 @@ import (
 )
 
 func TestReadsShareWithinTTL(t *testing.T) {
-	r, err := NewReads(10, 10*time.Second)
+	r, err := NewReads(10, 64<<20, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestReadsShareWithinTTL(t *testing.T) {
 }
 
 func TestReadsZeroTTLCachesNothing(t *testing.T) {
-	r, _ := NewReads(10, 0)
+	r, _ := NewReads(10, 64<<20, 0)
 	var calls atomic.Int32
 	read := func(context.Context) (*vault.Response, error) {
 		calls.Add(1)
@@ -56,7 +56,7 @@ func TestReadsZeroTTLCachesNothing(t *testing.T) {
 }
 
 func TestReadsErrorsNotCached(t *testing.T) {
-	r, _ := NewReads(10, time.Minute)
+	r, _ := NewReads(10, 64<<20, time.Minute)
 	fail := func(context.Context) (*vault.Response, error) { return nil, errors.New("403") }
 	if _, err := r.Get(t.Context(), "k", fail); err == nil {
 		t.Fatal("error swallowed")
@@ -68,7 +68,7 @@ func TestReadsErrorsNotCached(t *testing.T) {
 }
 
 func TestReadsDoNotKeepLeasedResponses(t *testing.T) {
-	r, _ := NewReads(10, time.Minute)
+	r, _ := NewReads(10, 64<<20, time.Minute)
 	var calls atomic.Int32
 	read := func(context.Context) (*vault.Response, error) {
 		calls.Add(1)
@@ -85,7 +85,7 @@ func TestReadsDoNotKeepLeasedResponses(t *testing.T) {
 }
 
 func TestReadsDoNotShareLeasesInFlight(t *testing.T) {
-	r, _ := NewReads(10, 0)
+	r, _ := NewReads(10, 64<<20, 0)
 	var calls atomic.Int32
 	release := make(chan struct{})
 	read := func(context.Context) (*vault.Response, error) {
@@ -115,5 +115,37 @@ func TestReadsDoNotShareLeasesInFlight(t *testing.T) {
 	}
 	if len(seen) != 3 {
 		t.Errorf("3 concurrent mounts got leases %v, want 3 different ones", seen)
+	}
+}
+
+// TestReadsBoundedInBytes: the oldest responses go to keep the cache within
+// its bytes; one larger than all of them is not kept.
+func TestReadsBoundedInBytes(t *testing.T) {
+	r, err := NewReads(100, 250, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	sized := func(n int64) func(context.Context) (*vault.Response, error) {
+		return func(context.Context) (*vault.Response, error) {
+			calls.Add(1)
+			return &vault.Response{Size: n}, nil
+		}
+	}
+	for _, k := range []string{"a", "b", "c", "c"} {
+		if _, err := r.Get(t.Context(), k, sized(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.Bytes() != 200 || calls.Load() != 3 {
+		t.Errorf("%d bytes kept after %d reads; want 200 (b and c) after 3", r.Bytes(), calls.Load())
+	}
+	if _, _ = r.Get(t.Context(), "a", sized(100)); calls.Load() != 4 {
+		t.Error(`"a" was served after its eviction`)
+	}
+	_, _ = r.Get(t.Context(), "huge", sized(251))
+	_, _ = r.Get(t.Context(), "huge", sized(251))
+	if calls.Load() != 6 {
+		t.Errorf("a response over the bound was kept: %d reads, want 6", calls.Load())
 	}
 }

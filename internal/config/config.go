@@ -60,6 +60,9 @@ type Defaults struct {
 	VaultNamespace string
 	AuthMountPath  string // "" means "kubernetes" (or "jwt" when vaultAuthType is jwt)
 	TLS            TLS
+	// AllowedAddresses are the only Vault addresses a mount may name;
+	// empty: any.
+	AllowedAddresses Addresses
 }
 
 // Pod is the pod the volume is mounted for, as the driver reports it.
@@ -232,6 +235,9 @@ func (m *Mount) parseVault(attrs map[string]string, d Defaults) error {
 	if !validAddress(m.VaultAddress) {
 		// The address is not echoed: it may carry user:password@.
 		return &Error{Param: keyAddress, Reason: `must be an http(s) URL with a host, such as "https://vault.example.com:8200", or a unix socket URL such as "unix:///var/run/vault.sock", without credentials (the provider's -vault-addr or VAULT_ADDR applies when the parameter is unset)`}
+	}
+	if u, _ := url.Parse(m.VaultAddress); !d.AllowedAddresses.Allows(u) { // validAddress parsed it
+		return &Error{Param: keyAddress, Reason: fmt.Sprintf("%s is not an address this provider may reach; its operator allows only %s (-allowed-vault-addresses: scheme, host and port must match exactly)", quote(origin(u)), d.AllowedAddresses)}
 	}
 	m.VaultNamespace = firstSet(attrs[keyNamespace], d.VaultNamespace)
 	m.Audience = firstSet(attrs[keyAudience], defaultAudience)

@@ -54,12 +54,15 @@ type Issuer struct {
 // Store remembers responses that carry a lease. It is bounded (LRU); an
 // evicted or forgotten lease is left to expire, never revoked.
 type Store struct {
-	mu     sync.Mutex
-	lru    *lru.Cache[Key, *entry]
-	tokens map[string]*token // by Issuer.Token; pruned by each renewal pass
-	group  singleflight.Group
-	now    func() time.Time
-	log    *slog.Logger
+	mu  sync.Mutex
+	lru *lru.Cache[Key, *entry]
+	// bytes is what the remembered responses hold (vault.Response.Size),
+	// at most maxBytes; the oldest are forgotten first.
+	bytes, maxBytes int64
+	tokens          map[string]*token // by Issuer.Token; pruned by each renewal pass
+	group           singleflight.Group
+	now             func() time.Time
+	log             *slog.Logger
 	// next is the earliest renewal known to be due (zero: none); wake tells
 	// Run that it moved earlier.
 	next time.Time
@@ -104,17 +107,19 @@ type token struct {
 	renewAt time.Time // zero: not renewed
 }
 
-// New returns a store holding at most size responses. log (nil: none) hears
-// of renewals Vault refused.
-func New(size int, log *slog.Logger) (*Store, error) {
-	c, err := lru.New[Key, *entry](size)
-	if err != nil {
-		return nil, err
-	}
+// New returns a store holding at most size responses and maxBytes bytes.
+// log (nil: none) hears of renewals Vault refused.
+func New(size int, maxBytes int64, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{lru: c, tokens: map[string]*token{}, now: time.Now, log: log, wake: make(chan struct{}, 1)}, nil
+	s := &Store{maxBytes: maxBytes, tokens: map[string]*token{}, now: time.Now, log: log, wake: make(chan struct{}, 1)}
+	c, err := lru.NewWithEvict(size, func(_ Key, e *entry) { s.bytes -= e.resp.Size })
+	if err != nil {
+		return nil, err
+	}
+	s.lru = c
+	return s, nil
 }
 
 // Get returns the response remembered under k while its lease is good, or
@@ -182,10 +187,15 @@ func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease)
 	if l.Renewable {
 		e.renewAt = now.Add(2 * l.TTL / 3)
 	}
-	if !s.usable(e, now) {
-		return // too short-lived to serve again
+	if !s.usable(e, now) || resp.Size > s.maxBytes {
+		return // too short-lived to serve again, or too large to keep
 	}
+	s.lru.Remove(k) // replacing an entry does not tell the callback
 	s.lru.Add(k, e)
+	s.bytes += resp.Size
+	for s.bytes > s.maxBytes {
+		s.lru.RemoveOldest() // left to expire, as an evicted lease is
+	}
 	s.issued.Add(1)
 	s.schedule(e.renewAt)
 	s.schedule(tok.renewAt)

@@ -97,12 +97,14 @@ type rig struct {
 	// token is the issuing login.
 	token Issuer
 	logs  bytes.Buffer
+	// size is the Size of the responses issued.
+	size int64
 }
 
 func newRig(t *testing.T, size int, lease vault.Lease) *rig {
 	t.Helper()
 	r := &rig{t: t, now: time.Unix(1_000_000, 0), lease: lease}
-	s, err := New(size, slog.New(slog.NewJSONHandler(&r.logs, nil)))
+	s, err := New(size, 64<<20, slog.New(slog.NewJSONHandler(&r.logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func (r *rig) get(k string) string {
 		r.vault.mu.Unlock()
 		body := fmt.Sprintf(`{"lease_id":%q,"lease_duration":%d,"renewable":%t,"data":{"serial":"%d"}}`,
 			r.lease.ID, int64(r.lease.TTL/time.Second), r.lease.Renewable, r.issued)
-		return &vault.Response{Body: []byte(body), Data: map[string]any{"serial": fmt.Sprint(r.issued)}}, nil
+		return &vault.Response{Body: []byte(body), Data: map[string]any{"serial": fmt.Sprint(r.issued)}, Size: r.size}, nil
 	})
 	if err != nil {
 		r.t.Fatal(err)
@@ -342,6 +344,28 @@ func TestBoundedAndPruned(t *testing.T) {
 	}
 }
 
+// TestBoundedInBytes: the store forgets its oldest responses to stay
+// within its bytes, and keeps none larger than all of them.
+func TestBoundedInBytes(t *testing.T) {
+	r := newRig(t, 100, dbLease)
+	r.store.maxBytes = 250
+	r.size = 100
+	a := r.get("a")
+	r.get("b")
+	r.get("c") // a third 100 bytes: a goes
+	if n, b := r.store.Len(), r.store.bytes; n != 2 || b != 200 {
+		t.Errorf("Len = %d holding %d bytes, want 2 holding 200", n, b)
+	}
+	if got := r.get("a"); got == a {
+		t.Error(`"a" was served after its eviction`)
+	}
+	r.size = 251
+	r.get("huge")
+	if n, b := r.store.Len(), r.store.bytes; n != 2 || b != 200 {
+		t.Errorf("after a response over the bound: Len = %d holding %d bytes, want it not kept", n, b)
+	}
+}
+
 func TestOneIssueInFlight(t *testing.T) {
 	r := newRig(t, 10, dbLease)
 	release := make(chan struct{})
@@ -373,7 +397,7 @@ func TestOneIssueInFlight(t *testing.T) {
 }
 
 func TestRunStopsWithItsContext(t *testing.T) {
-	s, err := New(1, nil)
+	s, err := New(1, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +415,7 @@ func TestRunStopsWithItsContext(t *testing.T) {
 // TestRunWakesWhenARenewalIsDue runs the loop on the real clock: a lease of
 // 2s is due after 1.33s, well before Run's longest sleep.
 func TestRunWakesWhenARenewalIsDue(t *testing.T) {
-	s, err := New(10, nil)
+	s, err := New(10, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := New("v1.2.3", logins)
-	store, err := leases.New(10, nil)
+	store, err := leases.New(10, 64<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,12 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,11 +18,27 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Limits of one execution. A template cannot recurse ({{template}} is
-// refused), so its loops are its ranges: each iteration is a step.
+// Limits of one execution, so that its time and memory are bounded
+// whatever the template says: text/template cannot be interrupted, so every
+// loop and every function is bounded instead.
+//
+//   - MaxOutput bounds the bytes written;
+//   - MaxBuilt bounds the bytes all function calls return together (printf,
+//     join, toJSON…), replacing text/template's own print functions, which
+//     are bounded by nothing;
+//   - MaxSteps bounds the work of ranges: each iteration costs the nodes of
+//     the range's body, and entering a range costs the length of what it
+//     ranges over (a map's keys are sorted first). A template cannot
+//     recurse: {{template}} is refused.
+//
+// Each step and function call also checks the mount's deadline.
 const (
 	MaxOutput = 1 << 20
-	MaxSteps  = 100_000
+	MaxBuilt  = 4 << 20
+	MaxSteps  = 1_000_000
+	// maxWidth bounds printf's widths and precisions: fmt pads before any
+	// bound on the result could see the bytes.
+	maxWidth = 4096
 )
 
 // Function names that take a literal: what they name is read before the
@@ -28,8 +46,10 @@ const (
 const (
 	funcObject = "object"
 	funcSecret = "secret"
-	// funcStep is put at the top of every range body to count iterations.
-	funcStep = "_step"
+	// funcStep is put at the top of every range body to count its cost;
+	// funcRange after every range pipeline to count what it ranges over.
+	funcStep  = "_step"
+	funcRange = "_range"
 )
 
 // Error is a template that does not parse or fails to run. Reason never
@@ -53,8 +73,10 @@ type Template struct {
 	objects []string
 	secrets []string
 	text    string // for the lines of errors found by the walk
-	steps   int
-	in      Input
+	// Per execution: what it has cost so far, its input and deadline.
+	steps, built int
+	in           Input
+	ctx          context.Context //nolint:containedctx // the functions text/template calls take no context
 }
 
 // Input is what a template sees. Data and the maps' values are secrets'
@@ -67,7 +89,13 @@ type Input struct {
 	// Secrets are the secrets of the template's secret calls, by the path
 	// as the template writes it.
 	Secrets map[string]map[string]any
+	// Budget, when set, is charged for the output as it is written (twice
+	// its bytes: the buffer grows by doubling).
+	Budget Budget
 }
+
+// Budget is charged for what a template writes; a *budget.Mount.
+type Budget interface{ Take(n int64) error }
 
 // Parse parses text and collects the objects and paths it refers to.
 func Parse(text string) (*Template, error) {
@@ -82,11 +110,7 @@ func Parse(text string) (*Template, error) {
 	if len(tmpl.Templates()) > 1 {
 		return nil, &Error{Reason: "{{define}} and {{block}} are not supported: a template is one file's text"}
 	}
-	step, err := template.New("step").Funcs(t.funcs()).Parse("{{" + funcStep + "}}")
-	if err != nil {
-		return nil, err // a constant template: cannot fail
-	}
-	if err := t.walk(tmpl.Root, step.Root.Nodes[0]); err != nil {
+	if err := t.walk(tmpl.Root); err != nil {
 		return nil, err
 	}
 	t.tmpl = tmpl
@@ -113,41 +137,49 @@ func (t *Template) Secrets() []string {
 
 // walk checks the tree under n, records the literals of object and secret
 // calls and puts a step counter at the top of every range body.
-func (t *Template) walk(n parse.Node, step parse.Node) error {
+func (t *Template) walk(n parse.Node) error {
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return nil
 		}
 		for _, c := range n.Nodes {
-			if err := t.walk(c, step); err != nil {
+			if err := t.walk(c); err != nil {
 				return err
 			}
 		}
 	case *parse.ActionNode:
-		return t.walk(n.Pipe, step)
+		return t.walk(n.Pipe)
 	case *parse.PipeNode:
 		if n == nil {
 			return nil
 		}
 		for _, c := range n.Cmds {
-			if err := t.walk(c, step); err != nil {
+			if err := t.walk(c); err != nil {
 				return err
 			}
 		}
 	case *parse.CommandNode:
-		return t.command(n, step)
+		return t.command(n)
 	case *parse.ChainNode:
-		return t.walk(n.Node, step)
+		return t.walk(n.Node)
 	case *parse.IfNode:
-		return t.branch(&n.BranchNode, step)
+		return t.branch(&n.BranchNode)
 	case *parse.WithNode:
-		return t.branch(&n.BranchNode, step)
+		return t.branch(&n.BranchNode)
 	case *parse.RangeNode:
-		if err := t.branch(&n.BranchNode, step); err != nil {
+		if err := t.branch(&n.BranchNode); err != nil {
 			return err
 		}
-		n.List.Nodes = append([]parse.Node{step.Copy()}, n.List.Nodes...)
+		// {{range X}}body{{end}} runs as {{range X | _range}}{{_step N}}body{{end}},
+		// N being the body's nodes.
+		counted, err := template.New("").Funcs(t.funcs()).Parse(fmt.Sprintf("{{. | %s}}{{%s %d}}", funcRange, funcStep, nodes(n.List)))
+		if err != nil {
+			return err // a template of constants: cannot fail
+		}
+		probe := counted.Root.Nodes
+		n.Pipe.Cmds = append(n.Pipe.Cmds, probe[0].(*parse.ActionNode).Pipe.Cmds[1])
+		n.List.Nodes = append([]parse.Node{probe[1]}, n.List.Nodes...)
 	case *parse.TemplateNode:
 		return &Error{Line: t.line(n), Reason: "{{template}} is not supported: a template is one file's text"}
 	case *parse.IdentifierNode:
@@ -158,12 +190,48 @@ func (t *Template) walk(n parse.Node, step parse.Node) error {
 	return nil
 }
 
-func (t *Template) branch(b *parse.BranchNode, step parse.Node) error {
+// nodes counts the nodes under n: what one pass over it may evaluate.
+func nodes(n parse.Node) int {
+	count := 1
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return 0
+		}
+		for _, c := range n.Nodes {
+			count += nodes(c)
+		}
+	case *parse.ActionNode:
+		count += nodes(n.Pipe)
+	case *parse.PipeNode:
+		if n == nil {
+			return 0
+		}
+		for _, c := range n.Cmds {
+			count += nodes(c)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			count += nodes(a)
+		}
+	case *parse.ChainNode:
+		count += nodes(n.Node)
+	case *parse.IfNode:
+		count += nodes(n.Pipe) + nodes(n.List) + nodes(n.ElseList)
+	case *parse.WithNode:
+		count += nodes(n.Pipe) + nodes(n.List) + nodes(n.ElseList)
+	case *parse.RangeNode:
+		count += nodes(n.Pipe) + nodes(n.List) + nodes(n.ElseList)
+	}
+	return count
+}
+
+func (t *Template) branch(b *parse.BranchNode) error {
 	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
 		if l, ok := n.(*parse.ListNode); ok && l == nil {
 			continue
 		}
-		if err := t.walk(n, step); err != nil {
+		if err := t.walk(n); err != nil {
 			return err
 		}
 	}
@@ -172,11 +240,11 @@ func (t *Template) branch(b *parse.BranchNode, step parse.Node) error {
 
 // command records object and secret calls, whose argument must be a
 // literal string so the read is known before the template runs.
-func (t *Template) command(c *parse.CommandNode, step parse.Node) error {
+func (t *Template) command(c *parse.CommandNode) error {
 	for i, a := range c.Args {
 		id, ok := a.(*parse.IdentifierNode)
 		if !ok || id.Ident != funcObject && id.Ident != funcSecret {
-			if err := t.walk(a, step); err != nil {
+			if err := t.walk(a); err != nil {
 				return err
 			}
 			continue
@@ -213,28 +281,46 @@ func (t *Template) line(n parse.Node) int {
 	return strings.Count(t.text[:pos], "\n") + 1
 }
 
-// Execute renders the template.
-func (t *Template) Execute(in Input) ([]byte, error) {
-	t.in, t.steps = in, 0
-	var out limited
+// Execute renders the template, giving up when ctx ends (with an error
+// wrapping ctx's).
+func (t *Template) Execute(ctx context.Context, in Input) ([]byte, error) {
+	t.in, t.ctx, t.steps, t.built = in, ctx, 0, 0
+	out := limited{budget: in.Budget}
 	dot := struct {
 		Data    map[string]any
 		Objects map[string]map[string]any
 	}{in.Data, in.Objects}
 	if err := t.tmpl.Execute(&out, dot); err != nil {
+		if out.refused != nil {
+			return nil, out.refused // the mount's budget: not the template's fault
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("the template gave up at the mount's deadline: %w", ctx.Err())
+		}
 		return nil, execError(err)
 	}
 	return out.buf.Bytes(), nil
 }
 
-// limited is a buffer that refuses to grow past MaxOutput.
-type limited struct{ buf bytes.Buffer }
+// limited is a buffer that refuses to grow past MaxOutput, or past what
+// its budget allows.
+type limited struct {
+	buf     bytes.Buffer
+	budget  Budget
+	refused error // the budget's refusal
+}
 
 var errTooLarge = fmt.Errorf("the output is larger than %d bytes", MaxOutput)
 
 func (l *limited) Write(p []byte) (int, error) {
 	if l.buf.Len()+len(p) > MaxOutput {
 		return 0, errTooLarge
+	}
+	if l.budget != nil {
+		if err := l.budget.Take(2 * int64(len(p))); err != nil {
+			l.refused = err
+			return 0, err
+		}
 	}
 	return l.buf.Write(p)
 }
@@ -261,40 +347,47 @@ func (t *Template) funcs() template.FuncMap {
 			}
 			return d, nil
 		},
-		funcStep: func() (string, error) {
-			if t.steps++; t.steps > MaxSteps {
-				return "", &safeError{fmt.Sprintf("ranges ran more than %d iterations", MaxSteps)}
-			}
-			return "", nil
+		funcStep: func(cost int) (string, error) { return "", t.step(cost) },
+		funcRange: func(v any) (any, error) {
+			return v, t.step(length(v))
 		},
-		"base64Encode": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		// text/template's own print functions, replaced: bounded.
+		"printf":   t.printf,
+		"print":    func(args ...any) (string, error) { return t.sprint(args, false) },
+		"println":  func(args ...any) (string, error) { return t.sprint(args, true) },
+		"html":     t.escaper(template.HTMLEscapeString),
+		"js":       t.escaper(template.JSEscapeString),
+		"urlquery": t.escaper(url.QueryEscape),
+		"base64Encode": func(s string) (string, error) {
+			return t.made(base64.StdEncoding.EncodeToString([]byte(s)))
+		},
 		"base64Decode": func(s string) (string, error) {
 			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 			if err != nil {
 				return "", &safeError{"the value is not valid base64"}
 			}
-			return string(b), nil
+			return t.made(string(b))
 		},
 		"toJSON": func(v any) (string, error) {
 			b, err := json.Marshal(v)
 			if err != nil {
 				return "", &safeError{"the value cannot be written as JSON"}
 			}
-			return string(b), nil
+			return t.made(string(b))
 		},
 		"toJSONPretty": func(v any) (string, error) {
 			b, err := json.MarshalIndent(v, "", "  ")
 			if err != nil {
 				return "", &safeError{"the value cannot be written as JSON"}
 			}
-			return string(b), nil
+			return t.made(string(b))
 		},
 		"toYAML": func(v any) (string, error) {
 			b, err := yaml.Marshal(plain(v))
 			if err != nil {
 				return "", &safeError{"the value cannot be written as YAML"}
 			}
-			return strings.TrimSuffix(string(b), "\n"), nil
+			return t.made(strings.TrimSuffix(string(b), "\n"))
 		},
 		"default": func(def, v any) any {
 			if empty(v) {
@@ -308,16 +401,10 @@ func (t *Template) funcs() template.FuncMap {
 			}
 			return v, nil
 		},
-		"join": func(sep string, list []any) string {
-			parts := make([]string, len(list))
-			for i, e := range list {
-				parts[i] = fmt.Sprint(e)
-			}
-			return strings.Join(parts, sep)
-		},
+		"join":      t.join,
 		"trimSpace": strings.TrimSpace,
-		"toUpper":   strings.ToUpper,
-		"toLower":   strings.ToLower,
+		"toUpper":   func(s string) (string, error) { return t.made(strings.ToUpper(s)) },
+		"toLower":   func(s string) (string, error) { return t.made(strings.ToLower(s)) },
 	}
 }
 

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -37,6 +38,10 @@ func TestRender(t *testing.T) {
 		{"default on empty and missing", `{{ default "x" .Data.empty }} {{ default "y" (index .Data "nope") }} {{ default "z" .Data.user }}`, "x y app"},
 		{"required present", `{{ required "user is needed" .Data.user }}`, "app"},
 		{"join", `{{ .Data.hosts | join "," }}`, "a,b"},
+		{"printf", `{{ printf "%s=%05d %.2f %q %x %% %-3s|" .Data.user 42 1.5 "a" "hi" "b" }}`, `app=00042 1.50 "a" 6869 % b  |`},
+		{"printf missing operand", `{{ printf "%s %d" "a" }}`, "a %!d(MISSING)"},
+		{"print", `{{ print "a" "b" 1 2 }}|{{ println "a" 1 }}`, "ab1 2|a 1\n"},
+		{"escapers", `{{ html "<a>" }} {{ js "'" }} {{ urlquery "a b" }}`, `&lt;a&gt; \' a+b`},
 		{"strings", `{{ toUpper .Data.user }} {{ toLower "AB" }} [{{ trimSpace "  x " }}]`, "APP ab [x]"},
 		{"range", `{{ range $k, $v := object "db" }}{{ $k }};{{ end }}`, "password;username;"},
 		{"env file", "USER={{ .Data.user }}\nPASS={{ .Data.password }}\n", "USER=app\nPASS=" + secretValue + "\n"},
@@ -46,7 +51,7 @@ func TestRender(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := tmpl.Execute(input())
+			got, err := tmpl.Execute(t.Context(), input())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,6 +110,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestExecuteGivesUpAtTheDeadline: a template still running when the
+// mount's deadline passes stops at its next step.
+func TestExecuteGivesUpAtTheDeadline(t *testing.T) {
+	tmpl, err := Parse(`{{ range 900000 }}{{ end }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := tmpl.Execute(ctx, input()); !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want the context's", err)
+	}
+}
+
 func TestExecuteErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
@@ -115,17 +134,30 @@ func TestExecuteErrors(t *testing.T) {
 		{"required", `{{ required "set password in Vault" .Data.empty }}`, 1, []string{"required: set password in Vault"}},
 		{"required on a missing key through index", `{{ index .Data "nope" | required "need nope" }}`, 1, []string{"required: need nope"}},
 		{"bad base64", `{{ .Data.password | base64Decode }}`, 1, []string{"not valid base64"}},
-		{"value never shown", `{{ range .Data.password }}{{ end }}`, 1, []string{"not shown"}},
+		// Reported by the range's counter, which has no line of its own.
+		{"value never shown", `{{ range .Data.password }}{{ end }}`, 0, []string{"not shown"}},
 		{"output bounded", `{{ range 100000 }}{{ $.Data.password }}{{ $.Data.password }}{{ end }}`, 0, []string{"larger than"}},
-		{"loops bounded", `{{ range 1000000000 }}{{ end }}`, 0, []string{"more than 100000 iterations"}},
-		{"nested loops bounded", `{{ range 100000 }}{{ range 100000 }}{{ end }}{{ end }}`, 0, []string{"iterations"}},
+		{"loops bounded", `{{ range 1000000000 }}{{ end }}`, 0, []string{"more than 1000000 steps"}},
+		{"nested loops bounded", `{{ range 100000 }}{{ range 100000 }}{{ end }}{{ end }}`, 0, []string{"steps"}},
+		// break leaves each inner range after one iteration, but entering
+		// it costs what it ranges over (text/template sorts a map's keys).
+		{"ranges entered and left", `{{ $l := .Data.hosts }}{{ range 1000000 }}{{ range $l }}{{ break }}{{ end }}{{ end }}`, 0, []string{"steps"}},
+		{"large bodies cost more", `{{ range 200000 }}{{ $.Data.user }}{{ $.Data.user }}{{ $.Data.user }}{{ $.Data.user }}{{ $.Data.user }}{{ end }}`, 0, []string{"steps"}},
+		{"printf width", `{{ printf "%0999999999d" 1 }}`, 1, []string{"width over 4096"}},
+		{"printf precision", `{{ printf "%.99999f" 1.0 }}`, 1, []string{"precision over 4096"}},
+		{"printf star", `{{ printf "%*d" 999999999 1 }}`, 1, []string{"'*' widths"}},
+		{"printf doubling", `{{ $s := "xxxxxxxxxxxxxxxx" }}{{ range 100 }}{{ $s = printf "%s%s" $s $s }}{{ end }}`, 1, []string{"more than 4194304 bytes"}},
+		{"print of many operands", `{{ $s := printf "%4096d" 1 }}{{ range 10000 }}{{ $x := print $s $s $s $s $s $s $s $s }}{{ end }}`, 1, []string{"more than 4194304 bytes"}},
+		{"join with a long separator", `{{ $sep := printf "%4096d" 1 }}{{ range 10000 }}{{ $x := join $sep $.Data.hosts }}{{ end }}`, 1, []string{"more than 4194304 bytes"}},
+		{"escapers", `{{ $s := printf "%4096s" "<" }}{{ range 10000 }}{{ $x := html $s }}{{ $y := js $s }}{{ $z := urlquery $s }}{{ end }}`, 1, []string{"more than 4194304 bytes"}},
+		{"toJSON in a loop", `{{ range 100000 }}{{ $x := toJSON $.Data }}{{ end }}`, 1, []string{"more than 4194304 bytes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl, err := Parse(tc.text)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := tmpl.Execute(input())
+			out, err := tmpl.Execute(t.Context(), input())
 			var re *Error
 			if !errors.As(err, &re) {
 				t.Fatalf("err = %v (output %d bytes), want an *Error", err, len(out))

@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -22,15 +25,22 @@ type Clients struct {
 	cache *lru.Cache[string, *api.Client]
 	// Timeout bounds one HTTP exchange; the mount's context bounds the whole.
 	Timeout time.Duration
+	// allowed are where redirects may lead (see config.Addresses).
+	allowed config.Addresses
 }
 
-// NewClients keeps at most size base clients.
-func NewClients(size int) (*Clients, error) {
+// ErrRedirect marks a request that a server redirected to an address the
+// provider may not reach.
+var ErrRedirect = errors.New("redirect refused")
+
+// NewClients keeps at most size base clients, whose requests follow
+// redirects only as allowed permits.
+func NewClients(size int, allowed config.Addresses) (*Clients, error) {
 	c, err := lru.New[string, *api.Client](size)
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{cache: c, Timeout: 30 * time.Second}, nil
+	return &Clients{cache: c, Timeout: 30 * time.Second, allowed: allowed}, nil
 }
 
 // Client is the shared base client for a Vault address, namespace and TLS
@@ -42,7 +52,7 @@ func (c *Clients) Client(addr, namespace string, tls config.TLS) (*api.Client, e
 	if cl, ok := c.cache.Get(key); ok {
 		return cl, nil
 	}
-	cl, err := newClient(addr, namespace, tls, c.Timeout)
+	cl, err := newClient(addr, namespace, tls, c.Timeout, c.allowed)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +69,7 @@ func clientKey(addr, namespace string, tls config.TLS) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*api.Client, error) {
+func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, allowed config.Addresses) (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, fmt.Errorf("vault client defaults: %w", cfg.Error)
@@ -85,6 +95,9 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*
 	}); err != nil {
 		return nil, fmt.Errorf("vault TLS settings: %w", err)
 	}
+	if err := guardRedirects(cfg.HttpClient, addr, allowed); err != nil {
+		return nil, err
+	}
 	cl, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client for %s: %w", addr, err)
@@ -106,4 +119,37 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration) (*
 	}
 	cl.SetCloneHeaders(true)
 	return cl, nil
+}
+
+// guardRedirects refuses requests to where a redirect must not lead. The api
+// package follows one redirect itself (a Vault standby with request
+// forwarding off answers 307 with the active node's address), through the
+// same transport; that transport asks its Proxy function about every
+// request, which is where the check sits: the api package needs the
+// transport to stay an *http.Transport, so it cannot be wrapped. Unix
+// socket addresses need no check: their dialer reaches the socket whatever
+// the URL says.
+func guardRedirects(hc *http.Client, addr string, allowed config.Addresses) error {
+	from, err := url.Parse(addr)
+	if err != nil {
+		return fmt.Errorf("vault address: %w", err)
+	}
+	if from.Scheme == "unix" {
+		return nil
+	}
+	tr, ok := hc.Transport.(*http.Transport)
+	if !ok {
+		return fmt.Errorf("vault client transport is %T, not *http.Transport", hc.Transport)
+	}
+	proxy := tr.Proxy
+	tr.Proxy = func(r *http.Request) (*url.URL, error) {
+		if !allowed.AllowsRedirect(from, r.URL) {
+			return nil, ErrRedirect
+		}
+		if proxy == nil {
+			return nil, nil
+		}
+		return proxy(r)
+	}
+	return nil
 }

@@ -44,7 +44,7 @@ func TestClientsIgnoreTheEnvironment(t *testing.T) {
 	t.Setenv("VAULT_NAMESPACE", "env-namespace")
 	t.Setenv("VAULT_AGENT_ADDR", "http://127.0.0.1:1") // an agent would answer here
 
-	clients, err := NewClients(4)
+	clients, err := NewClients(4, config.Addresses{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestClientsIgnoreTheEnvironment(t *testing.T) {
 		if clone.Token() != "" {
 			t.Errorf("namespace %q: a clone carries a token from the environment", ns)
 		}
-		lg, err := LoginJWT(t.Context(), base, "kubernetes", "r", redact.New("jwt"))
+		lg, err := LoginJWT(t.Context(), base, "kubernetes", "r", redact.New("jwt"), nil)
 		if err != nil {
 			t.Fatalf("login through %s (not the agent address): %v", srv.URL, err)
 		}

@@ -50,8 +50,15 @@ func wrap(op, path string, err error) error {
 		return nil
 	}
 	e := &Error{Op: op, Path: path, Err: err}
-	var re *api.ResponseError
+	var (
+		re  *api.ResponseError
+		cut *limitError
+	)
 	switch {
+	case errors.As(err, &cut):
+		e.Msg = cut.Error()
+	case errors.Is(err, ErrRedirect):
+		e.Msg = "the server redirected the request to an address this provider may not reach (-allowed-vault-addresses; without it, only the same scheme and host)"
 	case errors.As(err, &re):
 		e.Status = re.StatusCode
 		e.Msg = summarize(re.Errors)

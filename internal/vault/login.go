@@ -21,14 +21,18 @@ type Login struct {
 }
 
 // LoginJWT logs in at auth/<mount>/login with {role, jwt}: the body both the
-// Kubernetes and the JWT auth methods take.
-func LoginJWT(ctx context.Context, base *api.Client, mount, role string, jwt redact.Secret) (Login, error) {
+// Kubernetes and the JWT auth methods take. b is charged for the answer
+// while it is read.
+func LoginJWT(ctx context.Context, base *api.Client, mount, role string, jwt redact.Secret, b Budget) (Login, error) {
 	path := "auth/" + mount + "/login"
 	c, err := base.Clone()
 	if err != nil {
 		return Login{}, err
 	}
 	c.ClearToken()
+	ch := &charge{b: b}
+	defer ch.release()
+	c = guard(c, maxLoginBody, ch)
 	sent := time.Now()
 	s, err := c.Logical().WriteWithContext(ctx, path, map[string]any{"role": role, "jwt": jwt.Reveal()})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -28,6 +27,9 @@ type Request struct {
 	Path   string // without /v1/
 	Query  url.Values
 	Args   map[string]any // JSON body for PUT/POST
+	// Budget is charged for the response as it arrives, until Do returns;
+	// the caller then accounts for Response.Size. Nil: no budget.
+	Budget Budget
 }
 
 // Response is a secrets engine's answer.
@@ -41,6 +43,8 @@ type Response struct {
 	KVVersion int
 	// Metadata is KV v2's data.metadata (version, created_time), nil otherwise.
 	Metadata map[string]any
+	// Size bounds the bytes the response holds: Body and its decoded form.
+	Size int64
 }
 
 // KV2Version is the metadata.version of a KV v2 read, "" for any other
@@ -58,6 +62,9 @@ func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request)
 		return nil, err
 	}
 	c.SetToken(token.Reveal())
+	ch := &charge{b: req.Budget}
+	defer ch.release()
+	c = guard(c, maxBody, ch)
 
 	var resp *api.Response
 	switch req.Method {
@@ -85,14 +92,11 @@ func Do(ctx context.Context, base *api.Client, token redact.Secret, req Request)
 	if resp == nil || resp.StatusCode == http.StatusNoContent {
 		return nil, &Error{Op: req.Method, Path: req.Path, Status: http.StatusNotFound, Msg: "no data at this path"}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, wrap(req.Method, req.Path, err)
+	// guard has read the body, within maxBody, or says why not.
+	if ch.err != nil {
+		return nil, wrap(req.Method, req.Path, ch.err)
 	}
-	if len(body) > maxBody {
-		return nil, &Error{Op: req.Method, Path: req.Path, Status: resp.StatusCode, Msg: fmt.Sprintf("response larger than %d bytes", maxBody), Err: ErrTooLarge}
-	}
-	return parse(req, body)
+	return parse(req, ch.body)
 }
 
 // parse unwraps the secret's data. KV v2 is recognised by its envelope
@@ -107,7 +111,7 @@ func parse(req Request, body []byte) (*Response, error) {
 	if err := dec.Decode(&envelope); err != nil {
 		return nil, &Error{Op: req.Method, Path: req.Path, Status: http.StatusOK, Msg: "response is not JSON", Err: err}
 	}
-	r := &Response{Body: body, Data: envelope.Data, KVVersion: 1}
+	r := &Response{Body: body, Data: envelope.Data, KVVersion: 1, Size: int64(len(body)) + decodedSize(body)}
 	inner, innerOK := envelope.Data["data"].(map[string]any)
 	meta, metaOK := envelope.Data["metadata"].(map[string]any)
 	if innerOK && metaOK {

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,12 +16,15 @@ import (
 // into a retry storm.
 const maxRetries = 2
 
-// checkRetry is Vault's default retry policy, except that a retry the
-// server says not to make before the mount's deadline is not made: waiting
-// out a Retry-After that ends after the deadline only turns a clear
+// checkRetry is Vault's default retry policy, except that a refused
+// redirect is not retried, and a retry the server says not to make before
+// the mount's deadline is not made: waiting out a Retry-After that ends after the deadline only turns a clear
 // Unavailable ("429 rate limit quota exceeded") into a bare
 // DeadlineExceeded.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if errors.Is(err, ErrRedirect) {
+		return false, nil // asking again gets the same answer
+	}
 	retry, err := api.DefaultRetryPolicy(ctx, resp, err)
 	if !retry || err != nil || resp == nil {
 		return retry, err

@@ -142,6 +142,15 @@ metrics:
 		},
 	},
 	{
+		name:   "allowed-vault-addresses",
+		values: "allowedVaultAddresses: [\"https://vault-0.vault:8200\", \"https://vault-1.vault:8200\"]\n",
+		check: func(t *testing.T, objs objects) {
+			if c := providerContainer(t, objs); !slices.Contains(c.Args, "-allowed-vault-addresses=https://vault-0.vault:8200,https://vault-1.vault:8200") {
+				t.Errorf("args %q lack -allowed-vault-addresses", c.Args)
+			}
+		},
+	},
+	{
 		name:   "revoke-on-pod-delete",
 		values: "revokeOnPodDelete: true\n",
 		check: func(t *testing.T, objs objects) {
@@ -516,6 +525,7 @@ func TestValuesRejected(t *testing.T) {
 		{"list of the wrong type", "extraArgs: -cache-size=10\n", []string{"/extraArgs", "want array"}},
 		{"pod attribute with a comma", "allowedPodAttributes: [\"objects,roleName\"]\n", []string{"/allowedPodAttributes/0", "does not match pattern"}},
 		{"pod attributes as one string", "allowedPodAttributes: objects\n", []string{"/allowedPodAttributes", "want null or array"}},
+		{"vault address without a scheme", "allowedVaultAddresses: [\"vault:8200\"]\n", []string{"/allowedVaultAddresses/0", "does not match pattern"}},
 		{"log level out of the enum", "logLevel: verbose\n", []string{"/logLevel", "value must be one of 'trace', 'debug', 'info', 'warn', 'error'"}},
 		{"relative providers dir", "daemonSet:\n  providersDir: var/run/x\n", []string{"/daemonSet/providersDir"}},
 		{"both CA sources", "vault:\n  tls:\n    caCert:\n      secretName: a\n      configMapName: b\n", []string{"set secretName or configMapName, not both"}},
@@ -548,6 +558,7 @@ func TestNotes(t *testing.T) {
 		"/var/run/secrets-store-csi-providers/vault.sock",
 		"kubectl logs -n vault-csi-provider -l app.kubernetes.io/name=vault-csi-provider,app.kubernetes.io/instance=vault-csi-provider",
 		"docs/troubleshooting.md",
+		"No allowedVaultAddresses is set",
 	); len(miss) > 0 {
 		t.Errorf("NOTES lack %q:\n%s", miss, rel.Info.Notes)
 	}
@@ -557,6 +568,10 @@ func TestNotes(t *testing.T) {
 	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "agent:\n  enabled: true\n"))
 	if miss := missingFrom(rel.Info.Notes, "agent is ignored", "-read-cache-ttl"); len(miss) > 0 {
 		t.Errorf("NOTES with vault-helm's agent values lack %q:\n%s", miss, rel.Info.Notes)
+	}
+	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "allowedVaultAddresses: [\"https://vault:8200\"]\n"))
+	if strings.Contains(rel.Info.Notes, "allowedVaultAddresses") {
+		t.Errorf("NOTES recommend allowedVaultAddresses though it is set:\n%s", rel.Info.Notes)
 	}
 	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "daemonSet:\n  providersDir: /opt/providers\n"))
 	if miss := missingFrom(rel.Info.Notes, "--set linux.providersDir=/opt/providers"); len(miss) > 0 {
