@@ -24,6 +24,7 @@ func BenchmarkPodStart(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				c := shared(b)
 				s := bed.vault.Scenario()
+				applyClass(b, c, s.Namespace, "testapp", seedClass())
 				var total time.Duration
 				for i := 0; i < b.N; i++ {
 					spec := podSpec(s.ServiceAccount, "testapp")
@@ -42,6 +43,7 @@ func BenchmarkPodStart(b *testing.B) {
 					if _, err := c.Client.AppsV1().Deployments(s.Namespace).Create(b.Context(), d, metav1.CreateOptions{}); err != nil {
 						b.Fatal(err)
 					}
+					b.Cleanup(func() { removeDeployment(b, d) })
 					if err := c.WaitDeployment(b.Context(), s.Namespace, d.Name); err != nil {
 						b.Fatal(err)
 					}

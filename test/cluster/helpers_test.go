@@ -43,7 +43,7 @@ func namespace(t *testing.T, c *testbed.Cluster) string {
 }
 
 // applyClass applies a SecretProviderClass for provider vault.
-func applyClass(t *testing.T, c *testbed.Cluster, ns, name string, params map[string]string, secretObjects ...map[string]any) {
+func applyClass(t testing.TB, c *testbed.Cluster, ns, name string, params map[string]string, secretObjects ...map[string]any) {
 	t.Helper()
 	spec := map[string]any{"provider": "vault", "parameters": params}
 	if len(secretObjects) > 0 {
