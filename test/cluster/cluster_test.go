@@ -232,7 +232,7 @@ func scrape(t *testing.T, c *testbed.Cluster, svc corev1.Service) string {
 	for _, p := range svc.Spec.Ports {
 		port = p.Port
 	}
-	eps, err := c.Client.CoreV1().Endpoints(svc.Namespace).Get(t.Context(), svc.Name, metav1.GetOptions{}) //nolint:staticcheck // SA1019: one read of a headless Service's addresses
+	eps, err := c.Client.CoreV1().Endpoints(svc.Namespace).Get(t.Context(), svc.Name, metav1.GetOptions{})
 	if err != nil || len(eps.Subsets) == 0 || len(eps.Subsets[0].Addresses) == 0 {
 		t.Fatalf("metrics Service %s has no endpoints: %v", svc.Name, err)
 	}

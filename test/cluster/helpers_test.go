@@ -190,7 +190,7 @@ func kubectl(t *testing.T, c *testbed.Cluster, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(t.Context(), bin, append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...) //nolint:gosec // G204: the bed's own kubectl
+	cmd := exec.CommandContext(t.Context(), bin, append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)

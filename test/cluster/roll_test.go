@@ -144,7 +144,7 @@ func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", net.JoinHostPort(testbed.NodeIP, "0")) //nolint:noctx // closed at cleanup
+	lis, err := net.Listen("tcp", net.JoinHostPort(testbed.NodeIP, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

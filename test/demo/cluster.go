@@ -30,7 +30,7 @@ func runCluster(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() {
+	defer func() { //nolint:contextcheck // cleanup must run after ctx ended too
 		step("Stopping the cluster and removing what it made")
 		err = errors.Join(err, c.Close())
 	}()

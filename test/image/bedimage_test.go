@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ type imageConfig struct {
 func readDockerArchive(t *testing.T, path string) (imageConfig, map[string][]byte) {
 	t.Helper()
 	blobs := map[string][]byte{}
-	f, err := os.Open(path) //nolint:gosec // G304: the test's own temp file
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func readDockerArchive(t *testing.T, path string) (imageConfig, map[string][]byt
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -113,7 +113,7 @@ func NewCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err error
 	if c.lock, err = lockMachine(ctx); err != nil {
 		return nil, err
 	}
-	defer func() {
+	defer func() { //nolint:contextcheck // cleanup must run after ctx ended too
 		if err != nil {
 			err = errors.Join(err, c.Close())
 		}
@@ -172,7 +172,7 @@ func NewCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err error
 // lockMachine takes the machine-wide cluster lock, waiting while another
 // bed holds it.
 func lockMachine(ctx context.Context) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o755); err != nil { //nolint:gosec // G301: /run/lock, a system folder
 		return nil, fmt.Errorf("cluster lock: %w", err)
 	}
 	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
@@ -213,8 +213,8 @@ func cleanStale() {
 	_ = unmountUnder(dir)
 	_ = (*hostNet)(nil).tearDown()
 	_ = cleanKubeProxy()
-	if strings.HasPrefix(filepath.Base(dir), "testbed-cluster-") {
-		_ = os.RemoveAll(dir)
+	if strings.HasPrefix(filepath.Base(dir), "testbed-cluster-") && filepath.Dir(dir) == filepath.Clean(os.TempDir()) {
+		_ = os.RemoveAll(dir) //nolint:gosec // G703: a bed folder in the temporary directory, checked above
 	}
 	_ = os.Remove(stateFile)
 }

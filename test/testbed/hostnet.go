@@ -85,10 +85,8 @@ func setUpHostNet() (*hostNet, error) {
 func (h *hostNet) tearDown() error {
 	var errs []error
 	_ = run("ip", "link", "del", BridgeName)
-	for run("iptables", "-w", "-D", "FORWARD", "-j", guardChain) == nil {
-	}
-	for run("iptables", "-w", "-D", "INPUT", "-i", BridgeName, "!", "-d", NodeIP, "-j", "DROP") == nil {
-	}
+	deleteAll("iptables", "FORWARD", "-j", guardChain)
+	deleteAll("iptables", "INPUT", "-i", BridgeName, "!", "-d", NodeIP, "-j", "DROP")
 	_ = run("iptables", "-w", "-F", guardChain)
 	_ = run("iptables", "-w", "-X", guardChain)
 	// kubelet's own chains (its localnet firewall and the canaries it uses
@@ -96,8 +94,7 @@ func (h *hostNet) tearDown() error {
 	// kube-proxy's.
 	for _, ipt := range []string{"iptables", "ip6tables"} {
 		for _, hook := range []string{"INPUT", "OUTPUT"} {
-			for run(ipt, "-w", "-D", hook, "-j", "KUBE-FIREWALL") == nil {
-			}
+			deleteAll(ipt, hook, "-j", "KUBE-FIREWALL")
 		}
 		for _, table := range []string{"filter", "nat", "mangle"} {
 			for _, chain := range []string{"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"} {
@@ -112,6 +109,16 @@ func (h *hostNet) tearDown() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteAll deletes every copy of a rule from chain (a killed run may have
+// added it twice).
+func deleteAll(ipt, chain string, rule ...string) {
+	for range 10 {
+		if run(ipt, append([]string{"-w", "-D", chain}, rule...)...) != nil {
+			return
+		}
+	}
 }
 
 // cgroupBase is the v1 mount point of the host's cgroup hierarchies.
@@ -169,7 +176,7 @@ func createCgroup(path string) ([]string, error) {
 			}
 		}
 		dir := filepath.Join(h, path)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // G301: cgroupfs folders, as runc makes them
 			return parents, fmt.Errorf("create cgroup %s: %w", dir, err)
 		}
 		if strings.Contains(filepath.Base(h), "cpuset") {
@@ -219,6 +226,7 @@ func removeCgroup(path string) error {
 	for _, h := range cgroupHierarchies() {
 		root := filepath.Join(h, path)
 		var dirs []string
+		//nolint:gosec // G703: the bed's own cgroup
 		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				dirs = append(dirs, p)

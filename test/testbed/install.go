@@ -18,8 +18,9 @@ import (
 // CoreDNS as the cluster DNS. Every image is the bed's, pulled never.
 
 const (
-	// DriverRelease and DriverNamespace are the driver chart's release.
-	DriverRelease   = "csi-secrets-store"
+	// DriverRelease is the driver chart's release, in DriverNamespace.
+	DriverRelease = "csi-secrets-store"
+	// DriverNamespace is where the driver chart is installed.
 	DriverNamespace = "kube-system"
 	// ProviderRelease is this project's chart's release, in ProviderNamespace.
 	ProviderRelease = "vault-csi-provider"

@@ -150,7 +150,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	cniDir := filepath.Join(c.Dir, "cni", "net.d")
 	certsDir := filepath.Join(d, "certs.d", "_default")
 	for _, dir := range []string{cniDir, certsDir} {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("containerd: %w", err)
 		}
 	}
