@@ -193,6 +193,8 @@ part_images() {
 	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" | sha256sum | cut -c1-12)
 	images="$cache/images-$key"
 	mkdir -p "$images"
+	# Images of older recipes or versions are never used again.
+	find "$cache" -maxdepth 1 -name 'images-*' ! -name "images-$key" -exec rm -rf {} +
 	local c=$cache ca=/etc/ssl/certs/ca-certificates.crt
 	image pause registry.k8s.io/pause:3.10 -entrypoint /pause -file "$c/pause-$IMAGES_TOOL_VERSION/pause=/pause"
 	image driver "registry.k8s.io/csi-secrets-store/driver:$CSI_DRIVER_VERSION" -entrypoint /secrets-store-csi \
