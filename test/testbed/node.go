@@ -123,6 +123,10 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 kubeAPIQPS: 50
 kubeAPIBurst: 100
+# The driver chart turns rotation into the CSIDriver's requiresRepublish:
+# kubelet republishes a running pod's volume at each pod sync, every minute
+# by default; the bed syncs every 10 s so rotation shows in seconds.
+syncFrequency: 10s
 `
 
 // kubeProxyConfig: iptables mode for the bed's pod range, NodePorts only on
