@@ -367,8 +367,11 @@ func TestTemplates(t *testing.T) {
 	t.Run("execution error names the template and line, not the value", func(t *testing.T) {
 		resp, err := mount("- objectName: t\n  secretPath: secret/data/render/db\n  template: |\n    ok\n    {{ .Data.pasword }}\n")
 		wantCode(t, resp, err, codes.InvalidArgument, "objects[0].template", "line 2 of the template", `"pasword"`)
+		// A range over a string fails inside the bounded loop's own template
+		// (internal/render counts each iteration), so no line of the user's
+		// is known: the error names the template and hides the cause.
 		resp, err = mount("- {objectName: t, secretPath: secret/data/render/db, template: '{{ range .Data.password }}{{ end }}'}")
-		wantCode(t, resp, err, codes.InvalidArgument, "objects[0].template", "line 1")
+		wantCode(t, resp, err, codes.InvalidArgument, "objects[0].template", "the cause is not shown")
 		if strings.Contains(err.Error(), "tmpl-canary") {
 			t.Errorf("the error shows a secret value: %v", err)
 		}

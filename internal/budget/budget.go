@@ -73,12 +73,18 @@ func (m *Mount) Take(n int64) error {
 	if m.used+n > small {
 		limit -= limit / 4
 	}
-	if m.pool.used.Add(n) > limit {
-		m.pool.used.Add(-n)
-		return fmt.Errorf("%w: mounts on this node together would hold more than %d bytes (-max-total-bytes); the mount may succeed once others end", ErrExhausted, m.pool.limit)
+	// Compare and swap, so the pool's count never shows more than it
+	// allows, even for a moment.
+	for {
+		cur := m.pool.used.Load()
+		if cur+n > limit {
+			return fmt.Errorf("%w: mounts on this node together would hold more than %d bytes (-max-total-bytes); the mount may succeed once others end", ErrExhausted, m.pool.limit)
+		}
+		if m.pool.used.CompareAndSwap(cur, cur+n) {
+			m.used += n
+			return nil
+		}
 	}
-	m.used += n
-	return nil
 }
 
 // Give refunds n bytes charged before.
