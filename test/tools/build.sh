@@ -64,7 +64,7 @@ build() {
 		touch "$dest/.complete"
 		log "$part $version: built in $((SECONDS - start))s"
 	fi
-	link "$part" "$version" "${names[@]}"
+	[ -n "${NOLINK:-}" ] || link "$part" "$version" "${names[@]}"
 }
 
 # vault_sdk: Vault v1.21.4's go.mod replaces its sdk with the in-tree ./sdk, which
@@ -101,17 +101,20 @@ part_node() {
 part_coredns() { LDFLAGS="-s -w" build coredns "$COREDNS_VERSION" "2 min" .; }
 part_csidriver() {
 	build csidriver "$CSI_DRIVER_VERSION" "75 s" sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver
-	# The driver's CRDs and CSIDriver object, for the test bed to apply.
+	# The driver's CRDs and CSIDriver object, for the host-process bed to apply.
 	local deploy="$cache/csidriver-$CSI_DRIVER_VERSION/deploy" dir
 	if [ ! -d "$deploy" ]; then
 		dir=$(cd "$here/csidriver" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)
 		cp -r "$dir/manifest_staging/deploy" "$deploy" && chmod -R u+w "$deploy"
 	fi
 	ln -sfn "$deploy" "$bin/csidriver-deploy"
-	# Its Helm chart, which the cluster bed installs the way users do.
-	local chart="$cache/csidriver-$CSI_DRIVER_VERSION/chart"
+	# The cluster bed's driver (its image) and its Helm chart, which the bed
+	# installs the way users do; not linked into bin/ but the chart.
+	NOLINK=1 MODDIR="$here/csidriver-cluster" build csidriver "$CLUSTER_CSI_DRIVER_VERSION" "75 s" \
+		sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver
+	local chart="$cache/csidriver-$CLUSTER_CSI_DRIVER_VERSION/chart"
 	if [ ! -d "$chart" ]; then
-		dir=$(cd "$here/csidriver" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)
+		dir=$(cd "$here/csidriver-cluster" && go list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)
 		cp -r "$dir/charts/secrets-store-csi-driver" "$chart.tmp" && chmod -R u+w "$chart.tmp" && mv "$chart.tmp" "$chart"
 	fi
 	ln -sfn "$chart" "$bin/csidriver-chart"
@@ -197,11 +200,11 @@ part_images() {
 	find "$cache" -maxdepth 1 -name 'images-*' ! -name "images-$key" -exec rm -rf {} +
 	local c=$cache ca=/etc/ssl/certs/ca-certificates.crt
 	image pause registry.k8s.io/pause:3.10 -entrypoint /pause -file "$c/pause-$IMAGES_TOOL_VERSION/pause=/pause"
-	image driver "registry.k8s.io/csi-secrets-store/driver:$CSI_DRIVER_VERSION" -entrypoint /secrets-store-csi \
-		-file "$c/csidriver-$CSI_DRIVER_VERSION/secrets-store-csi-driver=/secrets-store-csi" \
+	image driver "registry.k8s.io/csi-secrets-store/driver:$CLUSTER_CSI_DRIVER_VERSION" -entrypoint /secrets-store-csi \
+		-file "$c/csidriver-$CLUSTER_CSI_DRIVER_VERSION/secrets-store-csi-driver=/secrets-store-csi" \
 		-file /usr/bin/mount=/usr/bin/mount -file /usr/bin/umount=/usr/bin/umount -libs -file "$ca=$ca"
-	image driver-crds "registry.k8s.io/csi-secrets-store/driver-crds:$CSI_DRIVER_VERSION" -entrypoint /kubectl \
-		-file "$c/kube-$KUBE_VERSION/kubectl=/kubectl" -file "$c/csidriver-$CSI_DRIVER_VERSION/chart/crds=/crds"
+	image driver-crds "registry.k8s.io/csi-secrets-store/driver-crds:$CLUSTER_CSI_DRIVER_VERSION" -entrypoint /kubectl \
+		-file "$c/kube-$KUBE_VERSION/kubectl=/kubectl" -file "$c/csidriver-$CLUSTER_CSI_DRIVER_VERSION/chart/crds=/crds"
 	image registrar "registry.k8s.io/sig-storage/csi-node-driver-registrar:$NODE_DRIVER_REGISTRAR_VERSION" \
 		-entrypoint /csi-node-driver-registrar \
 		-file "$c/node-driver-registrar-$NODE_DRIVER_REGISTRAR_VERSION/csi-node-driver-registrar=/csi-node-driver-registrar"
