@@ -27,7 +27,11 @@ func ParseAddresses(list string) (Addresses, error) {
 		}
 		u, err := url.Parse(s)
 		if err != nil || !validAddress(s) {
-			return Addresses{}, fmt.Errorf("%q: want an address such as https://vault.example.com:8200, without credentials", s)
+			shown := s
+			if err == nil && u.User != nil {
+				shown = u.Redacted() // the refused credentials stay out of the error
+			}
+			return Addresses{}, fmt.Errorf("%q: want an address such as https://vault.example.com:8200, without credentials", shown)
 		}
 		if o := origin(u); !slices.Contains(a.origins, o) {
 			a.origins = append(a.origins, o)
