@@ -186,10 +186,13 @@ func TestRotation(t *testing.T) {
 		f := files(t, vol)
 		return f["v"] == "after", f["v"]
 	})
-	after := objectVersions(t, pod, "rotating")
-	if after["v"] == before["v"] {
-		t.Errorf("version of v did not move: %s", after["v"])
-	}
+	// The driver writes the files before it records the new versions in the
+	// SecretProviderClassPodStatus, so the version moves a moment later.
+	var after map[string]string
+	eventually(t, 10*rotationPoll, "version of v moved", func() (bool, string) {
+		after = objectVersions(t, pod, "rotating")
+		return after["v"] != before["v"], after["v"]
+	})
 	if after["user"] != before["user"] {
 		t.Errorf("version of the unchanged user moved: %s -> %s", before["user"], after["user"])
 	}
