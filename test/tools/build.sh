@@ -8,6 +8,7 @@
 #   node      kubelet, kube-controller-manager, kube-scheduler, kube-proxy
 #   coredns   the cluster DNS (only the plugins the bed uses)
 #   sidecars  node-driver-registrar and livenessprobe, from ../shared/third_party
+#   operators the vault-operator (module proxy), bank-vaults and the etcd operator (third_party)
 #   debs      containerd, runc, the CNI plugins, iptables and busybox-static, from Debian (apt)
 #   images    the cluster's images, assembled from the binaries above (bin/images)
 #
@@ -153,6 +154,40 @@ sidecar() {
 	fi
 	link "$name" "$version" "$cmd"
 }
+# from_source NAME VERSION SRC CGO PKG=BIN... : build each ./PKG of a source
+# tree (a third-party archive, or a module from the proxy) into the cache as
+# BIN, with the tree's own go.mod and go.sum, as its release does.
+from_source() {
+	local name=$1 version=$2 src=$3 cgo=$4; shift 4
+	local dest="$cache/$name-$version" names=() p
+	for p in "$@"; do names+=("${p#*=}"); done
+	if cached "$name" "$version" "${names[@]}"; then
+		log "$name $version: cached in $dest"
+		return
+	fi
+	log "$name $version: building from its source (about 8 min on 2 cores with an empty Go build cache)..."
+	local tmp="$dest.tmp.$$" start=$SECONDS
+	rm -rf "$tmp" && mkdir -p "$tmp/src"
+	if [ -d "$src" ]; then cp -r "$src/." "$tmp/src/" && chmod -R u+w "$tmp/src"; else tar -xzf "$src" -C "$tmp/src" --strip-components=1; fi
+	for p in "$@"; do
+		(cd "$tmp/src" && CGO_ENABLED=$cgo go build -trimpath -ldflags "-s -w" -o "$tmp/${p#*=}" "./${p%%=*}")
+	done
+	rm -rf "$tmp/src" "$dest" && mv "$tmp" "$dest"
+	touch "$dest/.complete"
+	log "$name $version: built in $((SECONDS - start))s"
+}
+# The operators setup deploys: the bank-vaults vault-operator from its module
+# (the version setup pins), its bank-vaults sidecar (unseal, configure and the
+# config template; cgo for its PKCS#11 package) and the etcd operator, both
+# from their source archives.
+part_operators() {
+	local dir
+	dir=$(cd "$here" && go mod download -json "github.com/bank-vaults/vault-operator@$VAULT_OPERATOR_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	from_source vault-operator "$VAULT_OPERATOR_VERSION" "$dir" 0 cmd=vault-operator
+	from_source bank-vaults "$BANK_VAULTS_VERSION" "$(third_party)/bank-vaults-$BANK_VAULTS_VERSION.tar.gz" 1 \
+		cmd/bank-vaults=bank-vaults cmd/template=template
+	from_source etcd-operator "$ETCD_OPERATOR_VERSION" "$(third_party)/etcd-operator-$ETCD_OPERATOR_VERSION.tar.gz" 0 cmd=manager
+}
 part_sidecars() {
 	sidecar node-driver-registrar "$NODE_DRIVER_REGISTRAR_VERSION" csi-node-driver-registrar
 	sidecar livenessprobe "$LIVENESSPROBE_VERSION" livenessprobe
@@ -222,7 +257,7 @@ part_images() {
 	ln -sfn "$images" "$bin/images"
 }
 
-all=(etcd kube csidriver helm vault node coredns sidecars debs images)
+all=(etcd kube csidriver helm vault node coredns sidecars operators debs images)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${all[@]}")
 for p in "${parts[@]}"; do
@@ -234,7 +269,7 @@ if [ $# -eq 0 ]; then
 	# the rest (memory allows: its link peaks near 6 GB), images after both.
 	part_vault > >(sed -u 's/^/[vault] /') 2>&1 &
 	vault_pid=$!
-	for p in etcd kube csidriver helm node coredns sidecars debs; do "part_$p"; done
+	for p in etcd kube csidriver helm node coredns sidecars operators debs; do "part_$p"; done
 	wait "$vault_pid" || { log "vault: build failed"; exit 1; }
 	part_images
 else
