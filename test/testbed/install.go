@@ -104,6 +104,7 @@ spec:
           httpGet: {path: /health, port: 8080}
         securityContext:
           runAsNonRoot: true
+          runAsUser: 65532
           allowPrivilegeEscalation: false
           readOnlyRootFilesystem: true
           capabilities: {drop: [ALL]}
@@ -178,6 +179,7 @@ spec:
           periodSeconds: 2
         securityContext:
           runAsNonRoot: true
+          runAsUser: 65532
           allowPrivilegeEscalation: false
           capabilities: {drop: [ALL]}
 ---
@@ -303,6 +305,18 @@ func BuildProviderImage(ctx context.Context, dir string) (string, error) {
 // the Vault address and the given --set values, and waits for its
 // DaemonSet. Called again, it upgrades the release.
 func (c *Cluster) InstallProvider(ctx context.Context, sets ...string) error {
+	args := []string{"--namespace", ProviderNamespace, "--create-namespace", "--set", "vault.address=" + VaultClusterAddr}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	return c.HelmProvider(ctx, ProviderNamespace, args...)
+}
+
+// HelmProvider builds and imports the provider image (once per cluster),
+// runs `helm upgrade --install` of charts/vault-csi-provider with that image
+// and the given arguments (which must name the namespace), and waits for its
+// DaemonSet in namespace.
+func (c *Cluster) HelmProvider(ctx context.Context, namespace string, args ...string) error {
 	if !c.providerImported {
 		tarball, err := BuildProviderImage(ctx, c.Dir)
 		if err != nil {
@@ -318,17 +332,13 @@ func (c *Cluster) InstallProvider(ctx context.Context, sets ...string) error {
 		return err
 	}
 	repo, tag, _ := strings.Cut(ProviderImage, ":")
-	args := []string{"upgrade", "--install", ProviderRelease, filepath.Join(root, "charts", "vault-csi-provider"),
-		"--namespace", ProviderNamespace, "--create-namespace", "--wait", "--timeout", "3m",
-		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
-		"--set", "vault.address=" + VaultClusterAddr}
-	for _, s := range sets {
-		args = append(args, "--set", s)
-	}
+	args = append([]string{"upgrade", "--install", ProviderRelease, filepath.Join(root, "charts", "vault-csi-provider"),
+		"--wait", "--timeout", "3m",
+		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag, "--set", "image.pullPolicy=Never"}, args...)
 	if _, err := c.Helm(ctx, args...); err != nil {
 		return err
 	}
-	return c.WaitDaemonSet(ctx, ProviderNamespace, ProviderRelease)
+	return c.WaitDaemonSet(ctx, namespace, ProviderRelease)
 }
 
 // WaitDeployment waits until every replica of the Deployment is updated and

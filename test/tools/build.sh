@@ -228,7 +228,7 @@ part_images() {
 	build imagetool "$IMAGES_TOOL_VERSION" "30 s" .
 	build pause "$IMAGES_TOOL_VERSION" "5 s" .
 	local key
-	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" | sha256sum | cut -c1-12)
+	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" "$here/vault/docker-entrypoint.sh" | sha256sum | cut -c1-12)
 	images="$cache/images-$key"
 	mkdir -p "$images"
 	# Images of older recipes or versions are never used again.
@@ -252,8 +252,27 @@ part_images() {
 	local applets=() a
 	for a in sh cat ls env sleep; do applets+=(-file "/bin/busybox=/bin/$a"); done
 	image testapp docker.io/library/busybox:1.35 -entrypoint /bin/sleep -cmd infinity "${applets[@]}"
-	image vault "docker.io/hashicorp/vault:${VAULT_VERSION#v}" -entrypoint /bin/vault -user 65532:65532 -nonroot \
-		-env HOME=/home/nonroot -file "$c/vault-$VAULT_VERSION/vault=/bin/vault" -file "$ca=$ca"
+	# Vault runs as root, as the official image's entrypoint starts (it drops to
+	# the vault user after granting the binary IPC_LOCK, which a tarball cannot
+	# carry): the operator adds IPC_LOCK for mlock. Manifests that want a user
+	# set runAsUser (the bed's dev Vault does).
+	image vault "docker.io/hashicorp/vault:${VAULT_VERSION#v}" -entrypoint /usr/local/bin/docker-entrypoint.sh \
+		-cmd server -cmd -dev -nonroot -env PATH=/usr/local/bin:/bin -env HOME=/home/nonroot \
+		-file "$c/vault-$VAULT_VERSION/vault=/bin/vault" -file /bin/busybox=/bin/sh \
+		-file "$here/vault/docker-entrypoint.sh=/usr/local/bin/docker-entrypoint.sh" -file "$ca=$ca"
+	# The operators and what they run, under the names setup pins (examples/setup).
+	image etcd "gcr.io/etcd-development/etcd:$ETCD_VERSION" -entrypoint /usr/local/bin/etcd \
+		-file "$c/etcd-$ETCD_VERSION/etcd=/usr/local/bin/etcd"
+	image etcd-operator "gcr.io/etcd-development/etcd-operator:$ETCD_OPERATOR_VERSION" -entrypoint /manager \
+		-user 65532:65532 -nonroot -file "$c/etcd-operator-$ETCD_OPERATOR_VERSION/manager=/manager"
+	image vault-operator "ghcr.io/bank-vaults/vault-operator:$VAULT_OPERATOR_VERSION" -entrypoint /usr/local/bin/vault-operator \
+		-user 65532:65532 -nonroot -env PATH=/usr/local/bin:/bin \
+		-file "$c/vault-operator-$VAULT_OPERATOR_VERSION/vault-operator=/usr/local/bin/vault-operator" -file "$ca=$ca"
+	# bank-vaults is built with cgo: -libs adds glibc and the loader.
+	image bank-vaults "ghcr.io/bank-vaults/bank-vaults:$BANK_VAULTS_VERSION" -entrypoint /usr/local/bin/bank-vaults \
+		-user 65534:65534 -env PATH=/usr/local/bin:/bin \
+		-file "$c/bank-vaults-$BANK_VAULTS_VERSION/bank-vaults=/usr/local/bin/bank-vaults" \
+		-file "$c/bank-vaults-$BANK_VAULTS_VERSION/template=/usr/local/bin/template" -libs -file "$ca=$ca"
 	ln -sfn "$images" "$bin/images"
 }
 
