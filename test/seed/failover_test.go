@@ -1,0 +1,318 @@
+package seed
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+const (
+	// providerSocket is where the chart's DaemonSet puts the provider's
+	// socket on the node (the driver's providers directory).
+	providerSocket = "/var/run/secrets-store-csi-providers/vault.sock"
+	stormNS        = "storm"
+	stormSAs       = 20
+	stormMounts    = 200
+	stormWorkers   = 10
+)
+
+// stormPod is a pod the provider can read (it checks each mount's pod) but
+// that never runs: a scheduling gate holds it.
+type stormPod struct {
+	name, uid, sa, token string
+	expires              time.Time
+}
+
+// stormPods makes one gated pod per storm service account, with a token
+// bound to it for the audience vault, as the driver would hand over.
+func stormPods(t *testing.T) []stormPod {
+	t.Helper()
+	c := bed.cluster
+	if err := c.CreateNamespace(t.Context(), stormNS); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]stormPod, stormSAs)
+	for i := range out {
+		sa := fmt.Sprintf("storm-%d", i)
+		if err := c.CreateServiceAccount(t.Context(), stormNS, sa); err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.Client.CoreV1().Pods(stormNS).Create(t.Context(), &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: stormNS},
+			Spec: corev1.PodSpec{
+				ServiceAccountName: sa,
+				SchedulingGates:    []corev1.PodSchedulingGate{{Name: "okevault.io/never"}},
+				Containers:         []corev1.Container{{Name: "app", Image: "docker.io/library/busybox:1.35"}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := c.Token(t.Context(), stormNS, sa, "vault", p, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = stormPod{name: sa, uid: string(p.UID), sa: sa, token: tok, expires: time.Now().Add(time.Hour)}
+	}
+	return out
+}
+
+// request is the MountRequest the driver sends for p: the seed's secret
+// through the storm role.
+func (p stormPod) request(t *testing.T) *v1alpha1.MountRequest {
+	t.Helper()
+	tokens, _ := json.Marshal(map[string]any{"vault": map[string]string{
+		"token": p.token, "expirationTimestamp": p.expires.UTC().Format(time.RFC3339),
+	}})
+	attrs, err := json.Marshal(map[string]string{
+		"roleName":                                 stormRole,
+		"objects":                                  "- {objectName: username, secretPath: secret/data/testapp, secretKey: username}\n",
+		"secretProviderClass":                      "storm",
+		"csi.storage.k8s.io/pod.name":              p.name,
+		"csi.storage.k8s.io/pod.namespace":         stormNS,
+		"csi.storage.k8s.io/pod.uid":               p.uid,
+		"csi.storage.k8s.io/serviceAccount.name":   p.sa,
+		"csi.storage.k8s.io/ephemeral":             "true",
+		"csi.storage.k8s.io/serviceAccount.tokens": string(tokens),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &v1alpha1.MountRequest{Attributes: string(attrs), TargetPath: "/var/lib/kubelet/pods/" + p.uid + "/volumes/kubernetes.io~csi/storm/mount", Permission: "420", Secrets: "null"}
+}
+
+// outcome is one storm mount.
+type outcome struct {
+	at   time.Time
+	code codes.Code
+	msg  string
+	pod  int
+}
+
+// storm mounts through the provider's socket from stormWorkers goroutines,
+// each pod in turn, until stop is closed; it returns every outcome.
+func storm(t *testing.T, pods []stormPod, stop <-chan struct{}, done *atomic.Int64) []outcome {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+providerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	var (
+		mu  sync.Mutex
+		out []outcome
+		wg  sync.WaitGroup
+	)
+	for w := range stormWorkers {
+		wg.Go(func() {
+			for i := w; ; i += stormWorkers {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := pods[i%len(pods)]
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				resp, err := client.Mount(ctx, p.request(t))
+				cancel()
+				o := outcome{at: time.Now(), code: status.Code(err), pod: i % len(pods)}
+				if err != nil {
+					o.msg = status.Convert(err).Message()
+				} else if len(resp.GetFiles()) != 1 || string(resp.GetFiles()[0].GetContents()) != seedSecret["username"] {
+					o.code, o.msg = codes.DataLoss, "wrong files"
+				}
+				mu.Lock()
+				out = append(out, o)
+				mu.Unlock()
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+// activeVault is the pod that answers as the active node.
+func activeVault(t *testing.T) string {
+	t.Helper()
+	for name, s := range vaultStates(t) {
+		if s == "active" {
+			return name
+		}
+	}
+	return ""
+}
+
+// TestVaultFailover: the active Vault pod is deleted during a storm of
+// mounts through the provider and while pods start through kubelet. A
+// standby takes over; each mount succeeds or fails Unavailable (which the
+// driver retries) and succeeds when tried again; the pods start; no token
+// or secret reaches the provider's log. The takeover time is logged.
+func TestVaultFailover(t *testing.T) {
+	shared(t)
+	requireSeed(t)
+	pods := stormPods(t)
+	ensureStormRole(t, pods)
+
+	// Pods through kubelet, started while the active node goes away.
+	kubectl(t, "apply", "-f", "examples/secretproviderclass.yaml")
+	deployment := appDeployment(t, "failover", 5)
+
+	stop := make(chan struct{})
+	var done atomic.Int64
+	results := make(chan []outcome, 1)
+	go func() { results <- storm(t, pods, stop, &done) }()
+	eventually(t, time.Minute, "100 storm mounts before the fault", func() (bool, string) {
+		return done.Load() >= 100, fmt.Sprint(done.Load())
+	})
+
+	active := activeVault(t)
+	if active == "" {
+		close(stop)
+		<-results
+		t.Fatal("no active Vault pod before the fault")
+	}
+	scaleDeployment(t, deployment, 10)
+	deleted := time.Now()
+	if err := bed.cluster.Client.CoreV1().Pods(vaultNS).Delete(t.Context(), active, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var takeover time.Duration
+	eventually(t, 3*time.Minute, "a standby active", func() (bool, string) {
+		now := activeVault(t)
+		if now != "" && now != active {
+			takeover = time.Since(deleted)
+			return true, now
+		}
+		return false, fmt.Sprint(vaultStates(t))
+	})
+	// Keep the storm going until the total is reached and a while past the
+	// takeover, so that what follows a failover is in the results too.
+	after := done.Load()
+	eventually(t, 3*time.Minute, fmt.Sprintf("%d storm mounts", stormMounts), func() (bool, string) {
+		return done.Load() >= stormMounts && done.Load() >= after+50, fmt.Sprint(done.Load())
+	})
+	close(stop)
+	out := <-results
+
+	codesSeen := map[codes.Code]int{}
+	var failedPods []int
+	var lastFailure time.Time
+	for _, o := range out {
+		codesSeen[o.code]++
+		switch o.code {
+		case codes.OK:
+		case codes.Unavailable:
+			failedPods = append(failedPods, o.pod)
+			lastFailure = o.at
+		default:
+			t.Errorf("mount at +%s: %s: %s (want OK or Unavailable)", o.at.Sub(deleted).Round(time.Millisecond), o.code, o.msg)
+		}
+	}
+	window := time.Duration(0)
+	if !lastFailure.IsZero() {
+		window = lastFailure.Sub(deleted)
+	}
+	t.Logf("failover: %d mounts from %d service accounts; %v; standby active %s after the delete; last Unavailable mount at +%s",
+		len(out), stormSAs, codesSeen, takeover.Round(100*time.Millisecond), window.Round(100*time.Millisecond))
+
+	// What the driver does next: each failed pod's mount is tried again.
+	conn, err := grpc.NewClient("unix://"+providerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	slices.Sort(failedPods)
+	for _, i := range slices.Compact(failedPods) {
+		if _, err := client.Mount(t.Context(), pods[i].request(t)); err != nil {
+			t.Errorf("retry of %s after the failover: %v", pods[i].name, err)
+		}
+	}
+	waitDeployment(t, deployment)
+	checkVault(t, 3)
+	checkNoLeak(t, pods)
+}
+
+// TestEtcdMemberLoss: one etcd member's pod is deleted; Vault keeps
+// serving on the remaining quorum (mounts go on succeeding), and the
+// operator's StatefulSet brings the member back: all three healthy again,
+// each by its own health endpoint.
+func TestEtcdMemberLoss(t *testing.T) {
+	shared(t)
+	requireSeed(t)
+	pods := stormPods(t)
+	ensureStormRole(t, pods)
+	checkEtcd(t, 3)
+
+	victim := etcdName + "-1"
+	deleted := time.Now()
+	if err := bed.cluster.Client.CoreV1().Pods(vaultNS).Delete(t.Context(), victim, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("unix://"+providerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	var mounts, failed int
+	var healthyAgain time.Duration
+	deadline := time.Now().Add(5 * time.Minute)
+	for healthyAgain == 0 && time.Now().Before(deadline) {
+		p := pods[mounts%len(pods)]
+		if _, err := client.Mount(t.Context(), p.request(t)); err != nil {
+			failed++
+			t.Logf("mount at +%s with a member gone: %v", time.Since(deleted).Round(time.Millisecond), err)
+		}
+		mounts++
+		if healthy, members, _ := etcdHealth(t); healthy == 3 && members == 3 {
+			healthyAgain = time.Since(deleted)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("etcd member loss: %d mounts while %s was gone, %d failed; 3 healthy members again after %s",
+		mounts, victim, failed, healthyAgain.Round(100*time.Millisecond))
+	if failed > 0 {
+		t.Errorf("%d of %d mounts failed with one etcd member of three gone (quorum held)", failed, mounts)
+	}
+	if healthyAgain == 0 {
+		_, _, state := etcdHealth(t)
+		t.Errorf("etcd not back to 3 healthy members within 5 minutes: %s", state)
+	}
+	checkVault(t, 3)
+}
+
+// checkNoLeak: the provider pods' logs hold no token and no secret value.
+func checkNoLeak(t *testing.T, pods []stormPod) {
+	t.Helper()
+	logs := kubectl(t, "logs", "-n", providerNS, "-l", "app.kubernetes.io/name=vault-csi-provider", "--tail=-1", "--all-containers")
+	for _, p := range pods {
+		if strings.Contains(logs, p.token) {
+			t.Errorf("the provider's log holds %s's token", p.name)
+		}
+	}
+	for k, v := range seedSecret {
+		if strings.Contains(logs, v) {
+			t.Errorf("the provider's log holds the secret's %s", k)
+		}
+	}
+	t.Logf("leak check: %d bytes of provider log, %d tokens and %d secret values looked for", len(logs), len(pods), len(seedSecret))
+}
