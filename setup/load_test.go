@@ -58,7 +58,7 @@ func TestBadFiles(t *testing.T) {
 			edit: func(s string) string {
 				return strings.Replace(s, "            audience: vault", "            audiences: vault", 1)
 			},
-			wantErr: []string{"line 69", `unknown field "audiences"`},
+			wantErr: []string{"line 93", `unknown field "audiences"`},
 		},
 		{
 			name: "wildcard service account",
@@ -105,7 +105,7 @@ func TestBadFiles(t *testing.T) {
 		{
 			name: "even etcd cluster",
 			edit: func(s string) string {
-				return strings.Replace(s, "          size: 3\n          version", "          size: 2\n          version", 1)
+				return strings.Replace(s, "          size: 3\n          imageRegistry", "          size: 2\n          imageRegistry", 1)
 			},
 			wantErr: []string{"spec.deploy.vault.storage.etcd.size", "odd"},
 		},
