@@ -150,9 +150,10 @@ func prepareDeploy(f *File, o Overrides, errs *fieldErrs) *deploy.Spec {
 		if es.Size == 0 {
 			es.Size = 3
 		}
-		if es.Size < 1 || es.Size%2 == 0 {
-			// An even etcd cluster tolerates no more failures than one smaller.
-			errs.add("spec.deploy.vault.storage.etcd.size", "%d: want an odd number (1, 3, 5)", es.Size)
+		if es.Size < 1 || es.Size > 7 || es.Size%2 == 0 {
+			// An even etcd cluster tolerates no more failures than one
+			// smaller; beyond 7 members writes slow down for nothing.
+			errs.add("spec.deploy.vault.storage.etcd.size", "%d: want an odd number (1, 3, 5, 7)", es.Size)
 		}
 		if !dnsLabel.MatchString(es.Name) {
 			errs.add("spec.deploy.vault.storage.etcd.name", "%q is not a DNS label", es.Name)

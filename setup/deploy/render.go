@@ -341,7 +341,7 @@ func etcdPDB(s *Spec) *policyv1.PodDisruptionBudget {
 	if e.Size < 3 {
 		return nil
 	}
-	quorum := intstr.FromInt(e.Size/2 + 1)
+	quorum := intstr.FromInt32(int32(e.Size/2 + 1)) //nolint:gosec // G115: the size is validated (at most 7)
 	return &policyv1.PodDisruptionBudget{
 		TypeMeta:   typeMeta("policy/v1", "PodDisruptionBudget"),
 		ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: s.Namespace},
