@@ -68,21 +68,32 @@ type EtcdOperator struct {
 
 // VaultCluster is the Vault custom resource.
 type VaultCluster struct {
-	Name           string  `yaml:"name"`  // default "vault"
-	Size           int32   `yaml:"size"`  // default 3
-	Image          string  `yaml:"image"` // default hashicorp/vault:1.20.4
-	ServiceAccount string  `yaml:"serviceAccount"`
-	TLS            TLS     `yaml:"tls"`
-	Storage        Storage `yaml:"storage"`
-	Unseal         Unseal  `yaml:"unseal"`
+	Name string `yaml:"name"` // default "vault"
+	Size int32  `yaml:"size"` // default 3
+	// Image is Vault's image (default docker.io/hashicorp/vault:1.21.4);
+	// BankVaultsImage the operator's unseal and configure sidecar (default
+	// ghcr.io/bank-vaults/bank-vaults:v1.33.1). Pinned, so a private registry
+	// can be named here.
+	Image           string  `yaml:"image"`
+	BankVaultsImage string  `yaml:"bankVaultsImage"`
+	ServiceAccount  string  `yaml:"serviceAccount"`
+	TLS             TLS     `yaml:"tls"`
+	Storage         Storage `yaml:"storage"`
+	Unseal          Unseal  `yaml:"unseal"`
 }
 
 // TLS of the Vault listener. Enabled by default: the operator makes a CA
 // and certificates unless ExistingSecret names them.
 type TLS struct {
-	Disabled       bool     `yaml:"disabled"`
-	ExistingSecret string   `yaml:"existingSecret"`
+	Disabled       bool   `yaml:"disabled"`
+	ExistingSecret string `yaml:"existingSecret"`
+	// AdditionalHosts are names the certificate carries besides the
+	// operator's own; <name>.<namespace>.svc is always added.
 	AdditionalHost []string `yaml:"additionalHosts"`
+	// CANamespaces get a copy of the CA (the Secret <name>-tls, key ca.crt)
+	// from the operator (default [vault-csi-provider], the provider chart's
+	// documented namespace; [] for none).
+	CANamespaces []string `yaml:"caNamespaces"`
 }
 
 // Storage is "raft" (recommended for new clusters) or "etcd" (the scenario).
@@ -98,15 +109,22 @@ type RaftStorage struct {
 	StorageClass string `yaml:"storageClass"`
 }
 
-// EtcdStorage is an EtcdCluster made for Vault, TLS on.
+// EtcdStorage is an EtcdCluster made for Vault. The etcd operator v0.2.0
+// serves etcd over plain HTTP only, so Vault reaches it over HTTP inside the
+// cluster, restricted by a NetworkPolicy.
 type EtcdStorage struct {
-	Name    string `yaml:"name"`    // default "<vault>-etcd"
-	Size    int    `yaml:"size"`    // default 3
-	Version string `yaml:"version"` // default v3.5.21
-	// ClientTLSSecret holds ca.crt, tls.crt, tls.key for Vault's etcd client
-	// (default "<name>-client-tls").
+	Name string `yaml:"name"` // default "<vault>-etcd"
+	Size int    `yaml:"size"` // default 3
+	// The image is <imageRegistry>:<version> (default
+	// gcr.io/etcd-development/etcd:v3.6.16).
+	ImageRegistry string `yaml:"imageRegistry"`
+	Version       string `yaml:"version"`
+	StorageSize   string `yaml:"storageSize"` // default 1Gi
+	StorageClass  string `yaml:"storageClass"`
+	// ClientTLSSecret is refused: it was Vault's etcd client certificate,
+	// which no etcd made by the operator v0.2.0 can check. Kept so that an
+	// old file gets the reason rather than "unknown field".
 	ClientTLSSecret string `yaml:"clientTLSSecret"`
-	StorageSize     string `yaml:"storageSize"` // default 1Gi
 }
 
 // Unseal is how Vault is unsealed: "kubernetesSecret" keeps unseal keys and root token in a Secret

@@ -58,7 +58,7 @@ func TestBadFiles(t *testing.T) {
 			edit: func(s string) string {
 				return strings.Replace(s, "            audience: vault", "            audiences: vault", 1)
 			},
-			wantErr: []string{"line 69", `unknown field "audiences"`},
+			wantErr: []string{"line 93", `unknown field "audiences"`},
 		},
 		{
 			name: "wildcard service account",
@@ -105,9 +105,37 @@ func TestBadFiles(t *testing.T) {
 		{
 			name: "even etcd cluster",
 			edit: func(s string) string {
-				return strings.Replace(s, "          size: 3\n          version", "          size: 2\n          version", 1)
+				return strings.Replace(s, "          size: 3\n          imageRegistry", "          size: 2\n          imageRegistry", 1)
 			},
 			wantErr: []string{"spec.deploy.vault.storage.etcd.size", "odd"},
+		},
+		{
+			name: "etcd client TLS",
+			edit: func(s string) string {
+				return strings.Replace(s, "          version: v3.6.16\n", "          version: v3.6.16\n          clientTLSSecret: vault-etcd-client-tls\n", 1)
+			},
+			wantErr: []string{"spec.deploy.vault.storage.etcd.clientTLSSecret", "plain HTTP only", "raft"},
+		},
+		{
+			name: "unpinned Vault image",
+			edit: func(s string) string {
+				return strings.Replace(s, "image: docker.io/hashicorp/vault:1.21.4", "image: hashicorp/vault", 1)
+			},
+			wantErr: []string{"spec.deploy.vault.image", "pinned"},
+		},
+		{
+			name: "etcd tag in the registry",
+			edit: func(s string) string {
+				return strings.Replace(s, "imageRegistry: gcr.io/etcd-development/etcd", "imageRegistry: gcr.io/etcd-development/etcd:v3.6.16", 1)
+			},
+			wantErr: []string{"spec.deploy.vault.storage.etcd.imageRegistry", "the tag is version"},
+		},
+		{
+			name: "bad CA namespace",
+			edit: func(s string) string {
+				return strings.Replace(s, "caNamespaces: [vault-csi-provider]", "caNamespaces: [vault-csi-provider, \"*\"]", 1)
+			},
+			wantErr: []string{"spec.deploy.vault.tls.caNamespaces[1]", "alone"},
 		},
 		{
 			name:    "wrong kind",
@@ -162,4 +190,48 @@ func TestBadOCIKMS(t *testing.T) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
 	}
+}
+
+// TestDeployOnly: a file (or a deploy run) with no configure stage needs
+// nothing of configure's: no Vault address, no secret variables.
+func TestDeployOnly(t *testing.T) {
+	f := seedFile(t)
+	f.Spec.Configure = nil
+	f.Spec.Deploy.Vault.TLS.CANamespaces = nil
+	p, err := Prepare(f, Overrides{}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.Deploy.Vault
+	if got := strings.Join(v.CANamespaces, ","); got != "vault-csi-provider" {
+		t.Errorf("default CA namespaces %q, want the provider chart's namespace", got)
+	}
+	if v.Image != "docker.io/hashicorp/vault:1.21.4" || v.BankVaultsImage != "ghcr.io/bank-vaults/bank-vaults:v1.33.1" ||
+		v.Etcd.ImageRegistry+":"+v.Etcd.Version != "gcr.io/etcd-development/etcd:v3.6.16" {
+		t.Errorf("images %s, %s, %s:%s", v.Image, v.BankVaultsImage, v.Etcd.ImageRegistry, v.Etcd.Version)
+	}
+
+	// An explicit empty list copies the CA nowhere.
+	g, err := Parse([]byte(strings.Replace(mustRead(t, filepath.Join("..", "examples", "setup", "seed.yaml")),
+		"caNamespaces: [vault-csi-provider]", "caNamespaces: []", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Spec.Configure = nil
+	p, err = Prepare(g, Overrides{}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Deploy.Vault.CANamespaces; len(n) > 0 {
+		t.Errorf("caNamespaces: [] gave %v", n)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

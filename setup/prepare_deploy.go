@@ -11,13 +11,28 @@ import (
 	"github.com/okevault/vault-csi-provider/setup/deploy"
 )
 
+// The images deploy runs unless the file names others; the test bed
+// builds exactly these.
 const (
-	defaultNamespace  = "vault"
-	defaultVaultImage = "hashicorp/vault:1.20.4"
-	defaultEtcd       = "v3.5.21"
+	defaultNamespace         = "vault"
+	defaultVaultImage        = "docker.io/hashicorp/vault:1.21.4"
+	defaultBankVaultsImage   = "ghcr.io/bank-vaults/bank-vaults:v1.33.1"
+	defaultEtcdRegistry      = "gcr.io/etcd-development/etcd"
+	defaultEtcd              = "v3.6.16"
+	defaultProviderNamespace = "vault-csi-provider"
 )
 
 var ocidKey = regexp.MustCompile(`^ocid1\.key\.[a-z0-9-]+\.[a-z0-9-]*\.[a-z0-9-]+\.[a-z0-9]+$`)
+
+// pinnedImage reports whether ref names a tag or a digest: an image
+// without one is whatever "latest" is on the day a node pulls it.
+func pinnedImage(ref string) bool {
+	if strings.Contains(ref, "@sha256:") {
+		return true
+	}
+	_, tag, ok := strings.Cut(ref[strings.LastIndex(ref, "/")+1:], ":")
+	return ok && tag != "" && tag != "latest"
+}
 
 func prepareDeploy(f *File, o Overrides, errs *fieldErrs) *deploy.Spec {
 	d := f.Spec.Deploy
@@ -47,10 +62,17 @@ func prepareDeploy(f *File, o Overrides, errs *fieldErrs) *deploy.Spec {
 		Name:               firstNonEmpty(v.Name, "vault"),
 		Size:               v.Size,
 		Image:              firstNonEmpty(v.Image, defaultVaultImage),
+		BankVaultsImage:    firstNonEmpty(v.BankVaultsImage, defaultBankVaultsImage),
 		ServiceAccount:     firstNonEmpty(v.ServiceAccount, "vault"),
 		TLSDisabled:        v.TLS.Disabled,
 		ExistingTLSSecret:  v.TLS.ExistingSecret,
 		TLSAdditionalHosts: v.TLS.AdditionalHost,
+		CANamespaces:       v.TLS.CANamespaces,
+	}
+	for field, img := range map[string]string{"spec.deploy.vault.image": vs.Image, "spec.deploy.vault.bankVaultsImage": vs.BankVaultsImage} {
+		if !pinnedImage(img) {
+			errs.add(field, "%q: want a pinned image, with a tag or digest", img)
+		}
 	}
 	if vs.Size == 0 {
 		vs.Size = 3
@@ -63,6 +85,18 @@ func prepareDeploy(f *File, o Overrides, errs *fieldErrs) *deploy.Spec {
 	}
 	if v.TLS.Disabled && v.TLS.ExistingSecret != "" {
 		errs.add("spec.deploy.vault.tls", "existingSecret with disabled")
+	}
+	switch {
+	case v.TLS.Disabled && len(v.TLS.CANamespaces) > 0:
+		errs.add("spec.deploy.vault.tls.caNamespaces", "with disabled: there is no CA to copy")
+	case v.TLS.CANamespaces == nil && !v.TLS.Disabled:
+		// The operator copies its CA where the provider's chart reads it.
+		vs.CANamespaces = []string{defaultProviderNamespace}
+	}
+	for i, ns := range vs.CANamespaces {
+		if !dnsLabel.MatchString(ns) && (ns != "*" || len(vs.CANamespaces) > 1) {
+			errs.add(fmt.Sprintf("spec.deploy.vault.tls.caNamespaces[%d]", i), "%q is not a DNS label (or \"*\" alone, for every namespace)", ns)
+		}
 	}
 
 	switch typ := firstNonEmpty(v.Storage.Type, "raft"); typ {
@@ -90,19 +124,36 @@ func prepareDeploy(f *File, o Overrides, errs *fieldErrs) *deploy.Spec {
 		if e == nil {
 			e = &EtcdStorage{}
 		}
-		es := &deploy.Etcd{
-			Name:        firstNonEmpty(e.Name, vs.Name+"-etcd"),
-			Size:        e.Size,
-			Version:     firstNonEmpty(e.Version, defaultEtcd),
-			StorageSize: firstNonEmpty(e.StorageSize, "1Gi"),
+		if e.ClientTLSSecret != "" {
+			// etcd-operator v0.2.0 starts etcd with http:// URLs only and
+			// never mounts the certificates it makes (internal/controller/utils.go).
+			errs.add("spec.deploy.vault.storage.etcd.clientTLSSecret",
+				"TLS to etcd is not possible: the etcd operator v0.2.0 serves etcd over plain HTTP only; "+
+					"remove the field (Vault reaches etcd over HTTP inside the cluster, behind a NetworkPolicy), "+
+					"or use storage type raft where TLS to storage matters")
 		}
-		es.ClientTLSSecret = firstNonEmpty(e.ClientTLSSecret, es.Name+"-client-tls")
+		es := &deploy.Etcd{
+			Name:          firstNonEmpty(e.Name, vs.Name+"-etcd"),
+			Size:          e.Size,
+			ImageRegistry: firstNonEmpty(e.ImageRegistry, defaultEtcdRegistry),
+			Version:       firstNonEmpty(e.Version, defaultEtcd),
+			StorageSize:   firstNonEmpty(e.StorageSize, "1Gi"),
+			StorageClass:  e.StorageClass,
+		}
+		// The operator runs <imageRegistry>:<version>.
+		if last := es.ImageRegistry[strings.LastIndex(es.ImageRegistry, "/")+1:]; strings.ContainsAny(last, ":@") {
+			errs.add("spec.deploy.vault.storage.etcd.imageRegistry", "%q: the repository only; the tag is version", es.ImageRegistry)
+		}
+		if !pinnedImage(es.ImageRegistry + ":" + es.Version) {
+			errs.add("spec.deploy.vault.storage.etcd.version", "%q: want an image tag such as %s", es.Version, defaultEtcd)
+		}
 		if es.Size == 0 {
 			es.Size = 3
 		}
-		if es.Size < 1 || es.Size%2 == 0 {
-			// An even etcd cluster tolerates no more failures than one smaller.
-			errs.add("spec.deploy.vault.storage.etcd.size", "%d: want an odd number (1, 3, 5)", es.Size)
+		if es.Size < 1 || es.Size > 7 || es.Size%2 == 0 {
+			// An even etcd cluster tolerates no more failures than one
+			// smaller; beyond 7 members writes slow down for nothing.
+			errs.add("spec.deploy.vault.storage.etcd.size", "%d: want an odd number (1, 3, 5, 7)", es.Size)
 		}
 		if !dnsLabel.MatchString(es.Name) {
 			errs.add("spec.deploy.vault.storage.etcd.name", "%q is not a DNS label", es.Name)

@@ -31,15 +31,22 @@ type Chart struct {
 
 // Vault is the Vault custom resource's settings.
 type Vault struct {
-	Name               string
-	Size               int32
-	Image              string
-	ServiceAccount     string
-	TLSDisabled        bool
-	ExistingTLSSecret  string
+	Name            string
+	Size            int32
+	Image           string
+	BankVaultsImage string
+	ServiceAccount  string
+	TLSDisabled     bool
+	// ExistingTLSSecret names the listener's certificate; empty: the
+	// operator makes a CA and the Secret <Name>-tls.
+	ExistingTLSSecret string
+	// TLSAdditionalHosts are added to the names of the operator's
+	// certificate (Render adds <Name>.<Namespace>.svc).
 	TLSAdditionalHosts []string
-	Raft               *Raft // one of Raft and Etcd
-	Etcd               *Etcd
+	// CANamespaces receive a copy of the CA Secret from the operator.
+	CANamespaces []string
+	Raft         *Raft // one of Raft and Etcd
+	Etcd         *Etcd
 	// UnsealSecret is the Secret for unseal keys (or, with OCIKMS, recovery
 	// keys) and the root token.
 	UnsealSecret string
@@ -52,13 +59,15 @@ type Raft struct {
 	StorageClass string
 }
 
-// Etcd is an EtcdCluster for Vault.
+// Etcd is an EtcdCluster for Vault, reached over plain HTTP (the etcd
+// operator v0.2.0 knows no other way).
 type Etcd struct {
-	Name            string
-	Size            int
-	Version         string
-	ClientTLSSecret string
-	StorageSize     string
+	Name          string
+	Size          int
+	ImageRegistry string
+	Version       string
+	StorageSize   string
+	StorageClass  string
 }
 
 // OCIKMS is Vault's seal "ocikms" (auto-unseal).
