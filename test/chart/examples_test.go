@@ -165,8 +165,8 @@ func TestExamples(t *testing.T) {
 			}
 		}
 		vol, _ := caVolume(t, objs)
-		if vol.Secret == nil || vol.Secret.SecretName != "vault-ca" {
-			t.Errorf("CA volume %+v, want the Secret vault-ca", vol.VolumeSource)
+		if vol.Secret == nil || vol.Secret.SecretName != "vault-tls" {
+			t.Errorf("CA volume %+v, want the Secret vault-tls (where the operator copies Vault's CA)", vol.VolumeSource)
 		}
 	})
 }
