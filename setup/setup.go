@@ -25,6 +25,9 @@ import (
 type Stages struct {
 	Deploy    bool
 	Configure bool
+	// Verify logs in as the declared roles: it needs Vault and Kubernetes,
+	// not the initial secrets' values.
+	Verify bool
 }
 
 // Runner runs plan, apply and verify for a prepared setup.
