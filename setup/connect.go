@@ -7,6 +7,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -57,15 +58,17 @@ func (r *Runner) ensureForward(ctx context.Context) error {
 			scheme = "http"
 		}
 		r.fwd = &forward{kube: cs, dial: dial, namespace: d.Namespace, vault: d.Vault.Name, scheme: scheme}
-		if scheme == "https" {
-			if err := r.trustOperatorCA(ctx, cs); err != nil {
-				return err
-			}
-		}
 	}
 	again := r.fwd.pod != ""
 	if err := r.fwd.open(ctx); err != nil {
 		return err
+	}
+	if r.fwd.scheme == "https" && !r.trustsCA {
+		if err := r.trustOperatorCA(ctx, r.fwd.kube); err != nil {
+			r.fwd.close()
+			return err
+		}
+		r.trustsCA = true
 	}
 	if err := r.Vault.SetAddress(r.fwd.addr()); err != nil {
 		return err
@@ -84,6 +87,9 @@ func (r *Runner) trustOperatorCA(ctx context.Context, cs kubernetes.Interface) e
 	d := r.Prepared.Deploy
 	name := firstNonEmpty(d.Vault.ExistingTLSSecret, d.Vault.Name+"-tls")
 	s, err := cs.CoreV1().Secrets(d.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("the CA of Vault: no Secret %s/%s (%w)", d.Namespace, name, errNotYet)
+	}
 	if err != nil {
 		return fmt.Errorf("the CA of Vault from the Secret %s/%s: %w", d.Namespace, name, err)
 	}

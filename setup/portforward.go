@@ -28,8 +28,11 @@ import (
 // vaultPort is the port of Vault's listener in the operator's pods.
 const vaultPort = 8200
 
+// errNotYet: what deploy makes is not there yet (a plan of a new cluster).
+var errNotYet = errors.New("not made yet")
+
 // errNoVaultPod: the deployed Vault has no pod to forward to (yet).
-var errNoVaultPod = errors.New("no running Vault pod")
+var errNoVaultPod = fmt.Errorf("no running Vault pod (%w)", errNotYet)
 
 // PodDialer opens the stream connection of a port-forward to a pod. The
 // command uses APIServerDialer; tests may inject another.

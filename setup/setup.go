@@ -56,8 +56,9 @@ type Runner struct {
 	// after deploy, before configure (default 10m).
 	WaitVault time.Duration
 
-	fwd  *forward
-	root *rootToken
+	fwd      *forward
+	trustsCA bool // r.Vault trusts the operator's CA
+	root     *rootToken
 }
 
 // Summary counts what a plan found or an apply did.
@@ -114,7 +115,7 @@ func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
 			p, err = r.planConfigure(ctx, st.Deploy)
 		}
 		var ue *url.Error
-		if (vaultIsNew && errors.As(err, &ue)) || (st.Deploy && (errors.Is(err, errNoVaultPod) || errors.Is(err, errNoOperatorSecret))) {
+		if (vaultIsNew && errors.As(err, &ue)) || (st.Deploy && errors.Is(err, errNotYet)) {
 			// A first plan on a new cluster: the Vault that deploy creates
 			// cannot answer yet, and all of configure is pending.
 			r.printf("configure: + everything declared (Vault is not reachable until deploy has made it and the operator has initialised it: %v)\n", err)

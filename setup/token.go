@@ -28,7 +28,7 @@ const (
 )
 
 // errNoOperatorSecret: the operator has not initialised Vault yet.
-var errNoOperatorSecret = errors.New("the operator has not stored Vault's keys yet")
+var errNoOperatorSecret = fmt.Errorf("the operator has not stored Vault's keys yet (%w)", errNotYet)
 
 // rootToken is a root token taken from, or generated with the keys in,
 // the operator's Secret.
