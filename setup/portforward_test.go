@@ -68,7 +68,7 @@ func TestChoosePod(t *testing.T) {
 func TestForwardAndWait(t *testing.T) {
 	kube := testbed.StartKube(t)
 	ctx := t.Context()
-	if err := kube.CreateNamespace(ctx, "vault"); err != nil {
+	if err := kube.CreateServiceAccount(ctx, "vault", "default"); err != nil { // no controller-manager makes it
 		t.Fatal(err)
 	}
 	var dialed []string
@@ -82,7 +82,8 @@ func TestForwardAndWait(t *testing.T) {
 	}
 	for _, p := range []corev1.Pod{vaultPod("vault-0", true, true, "false"), vaultPod("vault-1", true, true, "true"), vaultPod("vault-2", true, false, "false")} {
 		status := p.Status
-		p.Spec.Containers = []corev1.Container{{Name: "vault", Image: "hashicorp/vault:1.20.4"}}
+		automount := false
+		p.Spec = corev1.PodSpec{AutomountServiceAccountToken: &automount, Containers: []corev1.Container{{Name: "vault", Image: "hashicorp/vault:1.20.4"}}}
 		created, err := kube.Client.CoreV1().Pods("vault").Create(ctx, &p, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
