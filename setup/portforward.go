@@ -13,11 +13,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+	"k8s.io/streaming/pkg/httpstream"
 )
 
 // Reaching the deployed Vault from outside the cluster: a port-forward
@@ -51,12 +51,12 @@ func APIServerDialer(cfg *rest.Config) (PodDialer, error) {
 	}
 	return func(ns, pod string) (httpstream.Dialer, error) {
 		u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
-		viaSPDY := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-		viaWS, err := portforward.NewSPDYOverWebsocketDialer(u, cfg)
+		viaSPDY := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+		viaWS, err := portforward.NewSPDYOverWebsocketDialerForStreaming(u, cfg)
 		if err != nil {
 			return nil, err
 		}
-		return portforward.NewFallbackDialer(viaWS, viaSPDY, func(err error) bool {
+		return portforward.NewFallbackDialerForStreaming(viaWS, viaSPDY, func(err error) bool {
 			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 		}), nil
 	}, nil
@@ -133,7 +133,7 @@ func (f *forward) open(ctx context.Context) error {
 	// The forward lives until close, not until ctx of this call ends.
 	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	ready := make(chan struct{})
-	pf, err := portforward.NewOnAddressesWithContext(fctx, dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(vaultPort)}, ready, io.Discard, io.Discard)
+	pf, err := portforward.NewOnAddressesForStreamingWithContext(fctx, dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(vaultPort)}, ready, io.Discard, io.Discard)
 	if err != nil {
 		stop()
 		return err
@@ -158,7 +158,7 @@ func (f *forward) open(ctx context.Context) error {
 	if err != nil || len(ports) != 1 {
 		stop()
 		<-stopped
-		return fmt.Errorf("port-forward to pod %s/%s: no local port (%v)", f.namespace, pod.Name, err)
+		return fmt.Errorf("port-forward to pod %s/%s: no local port (%w)", f.namespace, pod.Name, err)
 	}
 	f.close()
 	f.pod, f.podUID, f.port, f.stop, f.stopped = pod.Name, pod.UID, ports[0].Local, stop, stopped

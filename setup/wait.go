@@ -29,16 +29,14 @@ type condition func(ctx context.Context) (done bool, status string, err error)
 func (r *Runner) waitUntil(ctx context.Context, what string, deadline time.Time, poll time.Duration, cond condition) error {
 	start := time.Now()
 	var lastPrint time.Time
-	status := "not checked yet"
 	for {
-		done, s, err := cond(ctx)
+		done, status, err := cond(ctx)
 		switch {
 		case err != nil:
-			s = "error: " + oneLine(err.Error())
-		case s == "":
-			s = "ready"
+			status = "error: " + oneLine(err.Error())
+		case status == "":
+			status = "ready"
 		}
-		status = s
 		elapsed := time.Since(start).Round(time.Second)
 		if done {
 			r.printf("waited for %s: %s (%s)\n", what, status, elapsed)
