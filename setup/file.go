@@ -167,6 +167,19 @@ type Configure struct {
 	Policies       []Policy       `yaml:"policies"`
 	SecretsEngines []SecretEngine `yaml:"secretsEngines"`
 	Secrets        []InitSecret   `yaml:"secrets"`
+	Audit          []AuditDevice  `yaml:"audit"`
+	// RevokeRootToken (default true) applies when the token comes from the
+	// operator's Secret: after a successful configure the root token is
+	// revoked, and later runs generate a short-lived one from the unseal
+	// keys. false keeps the stored root token valid.
+	RevokeRootToken *bool `yaml:"revokeRootToken"`
+}
+
+// AuditDevice is a Vault audit device at Path (default: its type).
+type AuditDevice struct {
+	Type    string            `yaml:"type"` // file, socket or syslog
+	Path    string            `yaml:"path"`
+	Options map[string]string `yaml:"options"` // e.g. file_path: stdout
 }
 
 // AuthMethod is an auth method at Path (default: its type).

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
 
@@ -205,5 +209,188 @@ func TestPlanNewCluster(t *testing.T) {
 	sum, err := r.Plan(t.Context(), both)
 	if err != nil || sum.Changes() == 0 || !strings.Contains(out.String(), "configure: + everything declared") {
 		t.Fatalf("plan: %v %+v\n%s", err, sum, out)
+	}
+}
+
+// devUnsealKey is the unseal key a Vault dev server prints at start.
+func devUnsealKey(t *testing.T, v *testbed.Vault) string {
+	t.Helper()
+	for _, l := range strings.Split(v.Logs(), "\n") {
+		if _, k, ok := strings.Cut(l, "Unseal Key: "); ok {
+			return strings.TrimSpace(k)
+		}
+	}
+	t.Fatal("the dev server printed no unseal key")
+	return ""
+}
+
+// TestTokenFromOperatorSecret: with no token given, configure takes the
+// root token bank-vaults stored in the unseal Secret and revokes it after
+// applying; a later run generates a short-lived root token from the unseal
+// key there (Vault's generate-root flow, against a real Vault) and revokes
+// it at its end. No token reaches the output.
+func TestTokenFromOperatorSecret(t *testing.T) {
+	b := startBed(t)
+	ctx := t.Context()
+	v := b.vault
+
+	// As bank-vaults leaves it after init: a root token and the unseal keys.
+	stored, err := v.Client.Auth().Token().CreateOrphanWithContext(ctx, &vaultapi.TokenCreateRequest{Policies: []string{"root"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storedToken := stored.Auth.ClientToken
+	if err := b.kube.CreateNamespace(ctx, "vault"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.kube.Client.CoreV1().Secrets("vault").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault-unseal-keys"},
+		Data:       map[string][]byte{keyRootToken: []byte(storedToken), "vault-unseal-0": []byte(devUnsealKey(t, v))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(st Stages) string {
+		t.Helper()
+		r, out := b.runner(t, seedForBed(t))
+		r.Vault.ClearToken()
+		r.TokenFromCluster = true
+		if _, err := r.Apply(ctx, st); err != nil {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+		if err := r.Close(ctx); err != nil {
+			t.Fatalf("close: %v\n%s", err, out)
+		}
+		if strings.Contains(out.String(), storedToken) {
+			t.Fatalf("the output shows the stored token:\n%s", out)
+		}
+		return out.String()
+	}
+
+	out := run(both)
+	if !strings.Contains(out, "configure: revoked the root token bank-vaults stored in Secret vault/vault-unseal-keys") {
+		t.Fatalf("first run does not revoke the stored root token:\n%s", out)
+	}
+	probe, err := v.Client.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.SetToken(storedToken)
+	if _, err := probe.Auth().Token().LookupSelfWithContext(ctx); err == nil {
+		t.Fatal("the stored root token still works")
+	}
+
+	// A later run: the stored token is revoked, a short-lived one is made.
+	out = run(Stages{Configure: true})
+	for _, want := range []string{"vault: generated a root token from the keys in the Secret vault/vault-unseal-keys", "No changes", "vault: revoked the root token generated for this run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second run lacks %q:\n%s", want, out)
+		}
+	}
+	// Nothing is left behind: no generate-root attempt in progress, and of
+	// the root-policy tokens only the dev server's own is valid.
+	st, err := v.Client.Sys().GenerateRootStatusWithContext(ctx)
+	if err != nil || st.Started {
+		t.Fatalf("generate-root status: %+v, %v", st, err)
+	}
+	accessors, err := v.Client.Logical().ListWithContext(ctx, "auth/token/accessors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := 0
+	for _, a := range accessors.Data["keys"].([]any) {
+		s, err := v.Client.Auth().Token().LookupAccessorWithContext(ctx, a.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pols, _ := s.Data["policies"].([]any); len(pols) == 1 && pols[0] == "root" {
+			roots++
+			t.Logf("valid root-policy token: %v", s.Data["display_name"])
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d valid root-policy tokens, want only the dev server's", roots)
+	}
+}
+
+// TestDestroy against a real apiserver: destroy lists what deploy labelled
+// for the setup and deletes it only with yes; what it did not make, the
+// namespace and CRDs, and the operators' unseal Secret stay.
+func TestDestroy(t *testing.T) {
+	b := startBed(t)
+	ctx := t.Context()
+	f := seedForBed(t)
+	r, out := b.runner(t, f)
+	if _, err := r.Apply(ctx, Stages{Deploy: true}); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	// Not made by setup: a service account in its namespace, and the
+	// Secret the operator would have made at init.
+	if err := b.kube.CreateServiceAccount(ctx, "vault", "hand-made"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.kube.Client.CoreV1().Secrets("vault").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-unseal-keys"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out.Reset()
+	sum, err := r.Destroy(ctx, false)
+	if err != nil {
+		t.Fatalf("destroy plan: %v\n%s", err, out)
+	}
+	t.Logf("destroy plan:\n%s", out)
+	for _, want := range []string{
+		"destroy: - Vault vault/vault",
+		"destroy: - EtcdCluster vault/vault-etcd",
+		"destroy: - ServiceAccount default/testapp",
+		"destroy: kept Namespace vault",
+		"destroy: kept CustomResourceDefinition vaults.vault.banzaicloud.com",
+		"destroy: kept Secret vault/vault-unseal-keys",
+		"Run again with --yes",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("destroy plan lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "hand-made") {
+		t.Error("destroy lists what it did not make")
+	}
+	if strings.Index(out.String(), "- Vault vault/vault") > strings.Index(out.String(), "- Deployment") {
+		t.Error("custom resources are not deleted before the operators")
+	}
+	if _, err := b.kube.Client.CoreV1().ServiceAccounts("default").Get(ctx, "testapp", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the plan deleted something: %v", err)
+	}
+
+	out.Reset()
+	if _, err := r.Destroy(ctx, true); err != nil {
+		t.Fatalf("destroy: %v\n%s", err, out)
+	}
+	if _, err := b.kube.Client.CoreV1().ServiceAccounts("default").Get(ctx, "testapp", metav1.GetOptions{}); err == nil {
+		t.Error("testapp's service account is still there")
+	}
+	for _, check := range []func() error{
+		func() error {
+			_, err := b.kube.Client.CoreV1().ServiceAccounts("vault").Get(ctx, "hand-made", metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := b.kube.Client.CoreV1().Secrets("vault").Get(ctx, "vault-unseal-keys", metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := b.kube.Client.CoreV1().Namespaces().Get(ctx, "vault", metav1.GetOptions{})
+			return err
+		},
+	} {
+		if err := check(); err != nil {
+			t.Errorf("destroy deleted what it must keep: %v", err)
+		}
+	}
+	out.Reset()
+	if sum, err = r.Destroy(ctx, false); err != nil || sum.Deleted != 0 {
+		t.Fatalf("after destroy: %v, %+v\n%s", err, sum, out)
 	}
 }

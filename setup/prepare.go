@@ -46,6 +46,9 @@ type Prepared struct {
 	Probes    []vaultconfig.Probe
 	// Prune removes what an earlier run made and the file no longer declares.
 	Prune bool
+	// RevokeRootToken: a root token taken from the operator's Secret is
+	// revoked after a successful configure (spec.configure.revokeRootToken).
+	RevokeRootToken bool
 	// reviewers are service accounts whose tokens become reviewer JWTs,
 	// requested once Kubernetes is reachable (see Setup.resolveReviewers).
 	reviewers   map[string]ServiceAccountRef // auth path → service account
@@ -67,32 +70,56 @@ var (
 	vaultName = regexp.MustCompile(`^[a-z0-9][-_.a-z0-9]*$`)
 )
 
-// Prepare applies the overrides, fills defaults, validates the whole file
-// and resolves its references. All problems are reported together.
+// Prepare validates the file for every stage it has: PrepareFor with all stages.
 func Prepare(f *File, o Overrides, env Env) (*Prepared, error) {
+	return PrepareFor(Stages{Deploy: true, Configure: true, Verify: true}, f, o, env)
+}
+
+// PrepareFor applies the overrides, fills defaults, validates the file and
+// resolves its references for the stages in st only: deploy needs nothing
+// but the file, configure the Vault side's inputs (initial secret values,
+// reviewer JWTs), verify only what it logs in with. Each error names the
+// stage that needs it, and all problems are reported together.
+func PrepareFor(st Stages, f *File, o Overrides, env Env) (*Prepared, error) {
 	if env == nil {
 		env = os.Getenv
 	}
-	var errs fieldErrs
+	var errs []error
 	p := &Prepared{Name: f.Metadata.Name, Prune: f.Spec.Prune}
 	if !dnsLabel.MatchString(f.Metadata.Name) {
-		errs.add("metadata.name", "%q is not a DNS label", f.Metadata.Name)
+		errs = append(errs, fmt.Errorf("metadata.name: %q is not a DNS label", f.Metadata.Name))
 	}
 	if f.Spec.Deploy == nil && f.Spec.Configure == nil {
-		errs.add("spec", "neither deploy nor configure: nothing to do")
+		errs = append(errs, errors.New("spec: neither deploy nor configure: nothing to do"))
 	}
 	if f.Spec.Deploy != nil {
-		p.Deploy = prepareDeploy(f, o, &errs)
-	}
-	if c := f.Spec.Configure; c != nil {
-		p.VaultAddr = firstNonEmpty(o.VaultAddr, c.VaultAddress, env("VAULT_ADDR"))
-		if p.VaultAddr == "" {
-			errs.add("spec.configure.vaultAddress", "no Vault address: set it, --vault-addr or $VAULT_ADDR")
-		} else if u, err := url.Parse(p.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs.add("spec.configure.vaultAddress", "%q is not an http(s) URL", p.VaultAddr)
+		// Prepared even when the deploy stage does not run: configure and
+		// verify find the deployed Vault (its pods, CA, unseal Secret) from it.
+		var de fieldErrs
+		p.Deploy = prepareDeploy(f, o, &de)
+		if st.Deploy {
+			errs = append(errs, inStage("deploy", de)...)
 		}
-		p.Vault = prepareConfigure(f, p, o, env, &errs)
+	}
+	if c := f.Spec.Configure; c != nil && (st.Configure || st.Verify) {
+		stage := "verify"
+		if st.Configure {
+			stage = "configure"
+		}
+		var ce fieldErrs
+		p.VaultAddr = firstNonEmpty(o.VaultAddr, c.VaultAddress, env("VAULT_ADDR"))
+		switch {
+		case p.VaultAddr == "" && f.Spec.Deploy == nil:
+			ce.add("spec.configure.vaultAddress", "no Vault address: set it, --vault-addr or $VAULT_ADDR (with spec.deploy, setup reaches the Vault it deployed by itself)")
+		case p.VaultAddr != "":
+			if u, err := url.Parse(p.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				ce.add("spec.configure.vaultAddress", "%q is not an http(s) URL", p.VaultAddr)
+			}
+		}
+		p.Vault = prepareConfigure(f, p, o, env, &ce, st.Configure)
 		p.Vault.Prune = f.Spec.Prune
+		p.RevokeRootToken = c.RevokeRootToken == nil || *c.RevokeRootToken
+		errs = append(errs, inStage(stage, ce)...)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -100,7 +127,19 @@ func Prepare(f *File, o Overrides, env Env) (*Prepared, error) {
 	return p, nil
 }
 
-func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErrs) *vaultconfig.Desired {
+// inStage prefixes each error with the stage that needs the field.
+func inStage(stage string, errs fieldErrs) []error {
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, fmt.Errorf("%s: %w", stage, e))
+	}
+	return out
+}
+
+// prepareConfigure validates spec.configure. resolve: read what the
+// configure stage writes (initial secret values, reviewer JWTs); verify
+// does not need them.
+func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErrs, resolve bool) *vaultconfig.Desired {
 	c := f.Spec.Configure
 	d := &vaultconfig.Desired{}
 
@@ -213,7 +252,7 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 			if am.JWT != nil {
 				errs.add(field+".jwt", "only for type jwt")
 			}
-			prepareKubernetesAuth(f, p, o, env, errs, field, &a, am.Kubernetes)
+			prepareKubernetesAuth(f, p, o, env, errs, field, &a, am.Kubernetes, resolve)
 		case "jwt":
 			if am.Kubernetes != nil {
 				errs.add(field+".kubernetes", "only for type kubernetes")
@@ -233,6 +272,33 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 			p.Probes = append(p.Probes, probe)
 		}
 		d.Auth = append(d.Auth, a)
+	}
+
+	for i, a := range c.Audit {
+		field := fmt.Sprintf("spec.configure.audit[%d]", i)
+		if !slices.Contains([]string{"file", "socket", "syslog"}, a.Type) {
+			errs.add(field+".type", "%q: want file, socket or syslog", a.Type)
+			continue
+		}
+		path := strings.Trim(firstNonEmpty(a.Path, a.Type), "/")
+		if !validMountPath(path) {
+			errs.add(field+".path", "%q is not a device path", a.Path)
+			continue
+		}
+		if slices.ContainsFunc(d.Audit, func(x vaultconfig.AuditDevice) bool { return x.Path == path }) {
+			errs.add(field+".path", "%q declared twice", path)
+			continue
+		}
+		if a.Type == "file" && a.Options["file_path"] == "" {
+			// Vault refuses a file device without it; stdout suits a pod.
+			errs.add(field+".options.file_path", "required for type file (a path, or stdout)")
+			continue
+		}
+		opts := map[string]string{}
+		for k, v := range a.Options {
+			opts[k] = v
+		}
+		d.Audit = append(d.Audit, vaultconfig.AuditDevice{Path: path, Type: a.Type, Options: opts})
 	}
 
 	for i, s := range c.Secrets {
@@ -262,6 +328,8 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 				continue
 			}
 			switch {
+			case !resolve:
+				// Not this stage's input: left unread.
 			case sv.File != "":
 				b, err := os.ReadFile(f.path(sv.File))
 				if err != nil {
@@ -290,7 +358,7 @@ func prepareConfigure(f *File, p *Prepared, o Overrides, env Env, errs *fieldErr
 	return d
 }
 
-func prepareKubernetesAuth(f *File, p *Prepared, o Overrides, env Env, errs *fieldErrs, field string, a *vaultconfig.AuthMethod, k *KubernetesAuth) {
+func prepareKubernetesAuth(f *File, p *Prepared, o Overrides, env Env, errs *fieldErrs, field string, a *vaultconfig.AuthMethod, k *KubernetesAuth, resolve bool) {
 	if k == nil {
 		k = &KubernetesAuth{}
 	}
@@ -355,6 +423,8 @@ func prepareKubernetesAuth(f *File, p *Prepared, o Overrides, env Env, errs *fie
 		return
 	}
 	switch {
+	case !resolve && r.ServiceAccount == nil:
+		// A JWT is only written by configure: left unread.
 	case r.JWTFile != "":
 		b, err := os.ReadFile(r.JWTFile)
 		if err != nil {

@@ -25,6 +25,9 @@ import (
 type Stages struct {
 	Deploy    bool
 	Configure bool
+	// Verify logs in as the declared roles: it needs Vault and Kubernetes,
+	// not the initial secrets' values.
+	Verify bool
 }
 
 // Runner runs plan, apply and verify for a prepared setup.
@@ -34,13 +37,28 @@ type Runner struct {
 	// by verify; nil otherwise.
 	Kube *rest.Config
 	// Vault is a client with a token allowed to configure Vault, for the
-	// configure stage and verify.
+	// configure stage and verify. With Forward its address is set by the
+	// runner; with TokenFromCluster, its token.
 	Vault *vaultapi.Client
+	// Forward: no Vault address was given; reach the deployed Vault
+	// (Prepared.Deploy) through a port-forward to one of its pods, trusting
+	// the CA in the operator's TLS Secret.
+	Forward bool
+	// Dial opens the forward's connections (default: APIServerDialer of Kube).
+	Dial PodDialer
+	// TokenFromCluster: no token was given; take the root token from the
+	// operator's Secret (Prepared.Deploy.Vault.UnsealSecret), or generate
+	// one from the unseal keys there when it has been revoked.
+	TokenFromCluster bool
 	// Out receives progress lines and the summary.
 	Out io.Writer
 	// WaitVault bounds the wait for Vault to be initialised and unsealed
 	// after deploy, before configure (default 10m).
 	WaitVault time.Duration
+
+	fwd      *forward
+	trustsCA bool // r.Vault trusts the operator's CA
+	root     *rootToken
 }
 
 // Summary counts what a plan found or an apply did.
@@ -91,12 +109,16 @@ func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
 		if err := r.requireConfigure(); err != nil {
 			return sum, err
 		}
-		p, err := r.planConfigure(ctx, st.Deploy)
+		err := r.connect(ctx)
+		var p *vaultconfig.Plan
+		if err == nil {
+			p, err = r.planConfigure(ctx, st.Deploy)
+		}
 		var ue *url.Error
-		if vaultIsNew && errors.As(err, &ue) {
+		if (vaultIsNew && errors.As(err, &ue)) || (st.Deploy && errors.Is(err, errNotYet)) {
 			// A first plan on a new cluster: the Vault that deploy creates
 			// cannot answer yet, and all of configure is pending.
-			r.printf("configure: + everything declared (Vault at %s is not reachable until deploy has made it)\n", r.Vault.Address())
+			r.printf("configure: + everything declared (Vault is not reachable until deploy has made it and the operator has initialised it: %v)\n", err)
 			sum.Created++
 			r.printSummary("Plan", sum)
 			return sum, nil
@@ -146,10 +168,8 @@ func (r *Runner) Apply(ctx context.Context, st Stages) (Summary, error) {
 		if err := r.requireConfigure(); err != nil {
 			return sum, err
 		}
-		if st.Deploy {
-			if err := r.waitForVault(ctx); err != nil {
-				return sum, err
-			}
+		if err := r.readyVault(ctx, st.Deploy); err != nil {
+			return sum, err
 		}
 		p, err := r.planConfigure(ctx, false)
 		if err != nil {
@@ -164,6 +184,9 @@ func (r *Runner) Apply(ctx context.Context, st Stages) (Summary, error) {
 		if err != nil {
 			return sum, fmt.Errorf("configure: %w", err)
 		}
+		if err := r.revokeStoredRoot(ctx); err != nil {
+			return sum, err
+		}
 	}
 	r.printSummary("Applied", sum)
 	return sum, nil
@@ -177,6 +200,9 @@ func (r *Runner) Verify(ctx context.Context) (int, error) {
 	}
 	if r.Kube == nil {
 		return 0, errors.New("verify: needs Kubernetes access for service-account tokens (--kubeconfig)")
+	}
+	if err := r.connect(ctx); err != nil {
+		return 0, fmt.Errorf("verify: %w", err)
 	}
 	cs, err := kubernetes.NewForConfig(r.Kube)
 	if err != nil {
@@ -226,6 +252,8 @@ func (r *Runner) requireConfigure() error {
 		return errors.New("configure: the file has no spec.configure")
 	case r.Vault == nil:
 		return errors.New("configure: no Vault client (--vault-addr and $VAULT_TOKEN)")
+	case (r.Forward || r.TokenFromCluster) && (r.Kube == nil || r.Prepared.Deploy == nil):
+		return errors.New("configure: reaching the deployed Vault needs spec.deploy and Kubernetes access (--kubeconfig)")
 	}
 	return nil
 }
@@ -277,16 +305,44 @@ func (r *Runner) planConfigure(ctx context.Context, beforeDeploy bool) (*vaultco
 	return p, nil
 }
 
-// waitForVault waits until the Vault that deploy made answers initialised
-// and unsealed: bank-vaults initialises and unseals it after the pods start.
-func (r *Runner) waitForVault(ctx context.Context) error {
+// readyVault makes Vault ready for the configure stage. After deploy, it
+// waits for what deploy made: with a forward, for the operators, etcd and
+// Vault's pods (their labels say which are unsealed and active); with an
+// address given, for that address to answer unsealed. Then it connects.
+func (r *Runner) readyVault(ctx context.Context, afterDeploy bool) error {
 	timeout := r.WaitVault
 	if timeout == 0 {
 		timeout = 10 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	deadline := time.Now().Add(timeout)
+	if afterDeploy && r.Forward {
+		if err := r.waitForCluster(ctx, deadline); err != nil {
+			return fmt.Errorf("configure: %w", err)
+		}
+	}
+	if r.Forward {
+		if err := r.ensureForward(ctx); err != nil {
+			return fmt.Errorf("configure: %w", err)
+		}
+	}
+	if afterDeploy {
+		// Unseal needs no token: the token is taken once Vault answers.
+		if err := r.waitForVault(ctx, deadline); err != nil {
+			return err
+		}
+	}
+	if err := r.connect(ctx); err != nil {
+		return fmt.Errorf("configure: %w", err)
+	}
+	return nil
+}
+
+// waitForVault waits until Vault answers initialised and unsealed:
+// bank-vaults initialises and unseals it after the pods start.
+func (r *Runner) waitForVault(ctx context.Context, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	r.printf("configure: waiting for Vault at %s to be unsealed (up to %s)\n", r.Vault.Address(), timeout)
+	r.printf("configure: waiting for Vault at %s to be unsealed (up to %s)\n", r.Vault.Address(), time.Until(deadline).Round(time.Second))
 	var last error
 	for {
 		h, err := r.Vault.Sys().HealthWithContext(ctx)

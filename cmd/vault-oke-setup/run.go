@@ -32,11 +32,15 @@ commands:
   deploy     apply the Kubernetes side only
   configure  apply the Vault side only
   verify     log in as each role's service account and check what it may do
+  destroy    list what deploy made (exit 2 if anything); delete it with --yes
   version    print the version
   help       print this help
 
-Flags go before or after the command. The Vault token comes from $VAULT_TOKEN
-or --vault-token-file; it is never printed. Walk-through: docs/setup.md.
+Flags go before or after the command. Without --vault-addr (or the file's
+vaultAddress, $VAULT_ADDR) setup reaches the Vault it deployed through a
+port-forward. The Vault token comes from --vault-token-file or $VAULT_TOKEN,
+else from the operator's Secret; it is never printed. Walk-through:
+docs/setup.md.
 
 flags:
 `
@@ -50,7 +54,7 @@ type options struct {
 	vaultCACert                      string
 	kubernetesHost, kubernetesCAFile string
 	reviewerJWTFile, operatorChart   string
-	dryRun                           bool
+	dryRun, yes                      bool
 	wait, timeout                    time.Duration
 }
 
@@ -61,7 +65,8 @@ var stages = map[string]setup.Stages{
 	"apply":     {Deploy: true, Configure: true},
 	"deploy":    {Deploy: true},
 	"configure": {Configure: true},
-	"verify":    {Configure: true},
+	"verify":    {Verify: true},
+	"destroy":   {Deploy: true},
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -126,6 +131,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.reviewerJWTFile, "reviewer-jwt-file", "", "JWT Vault calls TokenReview with (overrides the file; for a Vault outside the cluster)")
 	fs.StringVar(&o.operatorChart, "operator-chart", "", "vault-operator chart: a local directory instead of the pinned oci:// chart")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "plan only: show what would change and exit 2 if anything would")
+	fs.BoolVar(&o.yes, "yes", false, "destroy: delete what the plan lists (without it destroy only lists)")
 	fs.DurationVar(&o.wait, "wait", 10*time.Minute, "how long apply waits for Vault to be unsealed between deploy and configure")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one Vault request")
 	return fs
@@ -142,10 +148,13 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 	// A file with only one side runs only that side.
 	st.Deploy = st.Deploy && f.Spec.Deploy != nil
 	st.Configure = st.Configure && f.Spec.Configure != nil
-	if cmd == "verify" && f.Spec.Configure == nil {
+	switch {
+	case cmd == "verify" && f.Spec.Configure == nil:
 		return exitError, errors.New("the file has no spec.configure: nothing to verify")
+	case cmd == "destroy" && f.Spec.Deploy == nil:
+		return exitError, errors.New("the file has no spec.deploy: it made nothing in Kubernetes to destroy")
 	}
-	p, err := setup.Prepare(f, setup.Overrides{
+	p, err := setup.PrepareFor(st, f, setup.Overrides{
 		VaultAddr:        o.vaultAddr,
 		KubernetesHost:   o.kubernetesHost,
 		KubernetesCAFile: o.kubernetesCAFile,
@@ -158,22 +167,47 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 	_, _ = fmt.Fprintf(stdout, "validate: %s ok\n", o.file)
 
 	r := &setup.Runner{Prepared: p, Out: stdout, WaitVault: o.wait}
-	if st.Deploy || cmd == "verify" || (st.Configure && p.NeedsKubernetes()) {
+	defer func() {
+		// Revokes a root token generated for this run, ends the port-forward.
+		if err := r.Close(ctx); err != nil {
+			_, _ = fmt.Fprintf(stdout, "vault-oke-setup %s: %v\n", cmd, err)
+		}
+	}()
+	needVault := st.Configure || st.Verify
+	if needVault {
+		token, err := vaultToken(o.vaultTokenFile, getenv)
+		switch {
+		case errors.Is(err, errNoToken) && p.Deploy != nil && p.Deploy.Vault.UnsealSecret != "":
+			r.TokenFromCluster = true
+		case err != nil:
+			return exitError, fmt.Errorf("%s: %w", stageName(st), err)
+		}
+		addr, caFile := p.VaultAddr, firstNonEmpty(o.vaultCACert, getenv("VAULT_CACERT"))
+		if addr == "" {
+			// Prepare allows no address only with spec.deploy: the runner
+			// forwards to the deployed Vault and trusts the operator's CA.
+			r.Forward, addr, caFile = true, "https://127.0.0.1", ""
+		}
+		if r.Vault, err = setup.NewVaultClient(addr, token, caFile, o.timeout); err != nil {
+			return exitError, fmt.Errorf("vault client: %w", err)
+		}
+	}
+	if st.Deploy || st.Verify || (st.Configure && (p.NeedsKubernetes() || r.Forward || r.TokenFromCluster)) {
 		if r.Kube, err = kubeConfig(o.kubeconfig, o.kubeContext, getenv); err != nil {
 			return exitError, fmt.Errorf("kubeconfig: %w", err)
 		}
 	}
-	if st.Configure || cmd == "verify" {
-		token, err := vaultToken(o.vaultTokenFile, getenv)
+
+	switch {
+	case cmd == "destroy":
+		sum, err := r.Destroy(ctx, o.yes)
 		if err != nil {
 			return exitError, err
 		}
-		if r.Vault, err = setup.NewVaultClient(p.VaultAddr, token, firstNonEmpty(o.vaultCACert, getenv("VAULT_CACERT")), o.timeout); err != nil {
-			return exitError, fmt.Errorf("vault client: %w", err)
+		if !o.yes && sum.Changes() > 0 {
+			return exitPending, nil
 		}
-	}
-
-	switch {
+		return exitOK, nil
 	case cmd == "verify":
 		failed, err := r.Verify(ctx)
 		if err != nil || failed > 0 {
@@ -213,7 +247,19 @@ func vaultToken(file string, getenv func(string) string) (string, error) {
 	if t := getenv("VAULT_TOKEN"); t != "" {
 		return t, nil
 	}
-	return "", errors.New("no Vault token: set $VAULT_TOKEN or --vault-token-file")
+	return "", errNoToken
+}
+
+// errNoToken: neither --vault-token-file nor $VAULT_TOKEN. With spec.deploy
+// the token comes from the operator's Secret instead.
+var errNoToken = errors.New("no Vault token: set $VAULT_TOKEN or --vault-token-file (or declare spec.deploy with the kubernetesSecret unseal, and setup takes it from the operator's Secret)")
+
+// stageName names the stage that needs Vault, for errors.
+func stageName(st setup.Stages) string {
+	if st.Configure {
+		return "configure"
+	}
+	return "verify"
 }
 
 // kubeConfig loads --kubeconfig, else $KUBECONFIG, else ~/.kube/config,

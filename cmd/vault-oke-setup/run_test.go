@@ -40,6 +40,8 @@ func TestUsageErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("apiVersion: setup.okevault.io/v1alpha1\nkind: VaultSetup\nmetadata: {name: x}\nspec:\n  configure:\n    polices: []\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The seed without its deploy side: setup cannot reach Vault by itself.
+	configureOnly := configureOnlySeed(t)
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -47,11 +49,13 @@ func TestUsageErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"no command", nil, nil, "usage:"},
-		{"unknown command", nil, []string{"destroy"}, `unknown command "destroy"`},
+		{"unknown command", nil, []string{"bogus"}, `unknown command "bogus"`},
 		{"no file", nil, []string{"plan"}, "-f setup.yaml is required"},
 		{"unknown field", nil, []string{"plan", "-f", bad}, `line 6: unknown field "polices"`},
-		{"no token", secrets, []string{"configure", "-f", seed}, "no Vault token: set $VAULT_TOKEN or --vault-token-file"},
-		{"no vault address", map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p"}, []string{"configure", "-f", seed}, "spec.configure.vaultAddress"},
+		{"no token", secrets, []string{"configure", "-f", configureOnly}, "configure: no Vault token: set $VAULT_TOKEN or --vault-token-file"},
+		{"no vault address", map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p"}, []string{"configure", "-f", configureOnly}, "configure: spec.configure.vaultAddress: no Vault address"},
+		{"secret values for configure", nil, []string{"configure", "-f", seed}, "configure: spec.configure.secrets[0].data.username.env: $TESTAPP_USERNAME is not set"},
+		{"destroy needs a deploy side", nil, []string{"destroy", "-f", configureOnly}, "no spec.deploy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +68,21 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func configureOnlySeed(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start, end := strings.Index(s, "  deploy:\n"), strings.Index(s, "  configure:\n")
+	path := filepath.Join(t.TempDir(), "configure-only.yaml")
+	if err := os.WriteFile(path, []byte(s[:start]+s[end:]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestConventions: help in the usual spellings exits 0 on stdout, flags
@@ -181,6 +200,12 @@ func TestExitCodes(t *testing.T) {
 		"--operator-chart", filepath.Join(strings.TrimSpace(string(chart)), "deploy", "charts", "vault-operator"),
 		"--wait", "10s",
 	}
+	// deploy on a fresh cluster needs nothing but the file and a kubeconfig.
+	r := runCmd(t, nil, "deploy", "--dry-run", "-f", seed, "--kubeconfig", kube.KubeconfigPath, "--operator-chart", flags[len(flags)-3])
+	if r.code != exitPending || !strings.Contains(r.stdout, "deploy: + Vault vault/vault") {
+		t.Fatalf("deploy --dry-run with nothing set: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+
 	steps := []struct {
 		cmd      string
 		extra    []string
@@ -193,6 +218,9 @@ func TestExitCodes(t *testing.T) {
 		{"plan", nil, exitOK, "No changes"},
 		{"apply", nil, exitOK, "No changes"},
 		{"verify", nil, exitOK, "0 failed"},
+		{"destroy", nil, exitPending, "destroy: - Vault vault/vault"},
+		{"destroy", []string{"--yes"}, exitOK, "Destroyed: "},
+		{"destroy", nil, exitOK, "Destroy plan: 0 to delete"},
 	}
 	for _, s := range steps {
 		start := time.Now()
@@ -209,7 +237,7 @@ func TestExitCodes(t *testing.T) {
 	}
 
 	// Unreachable Vault: exit 1, the step named.
-	r := runCmd(t, env, append([]string{"configure"}, append(flags, "--vault-addr", "http://127.0.0.1:1", "--timeout", "2s")...)...)
+	r = runCmd(t, env, append([]string{"configure"}, append(flags, "--vault-addr", "http://127.0.0.1:1", "--timeout", "2s")...)...)
 	if r.code != exitError || !strings.Contains(r.stderr, "configure: plan against Vault at http://127.0.0.1:1") {
 		t.Fatalf("unreachable Vault: exit %d\n%s", r.code, r.stderr)
 	}

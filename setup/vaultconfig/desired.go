@@ -18,7 +18,8 @@ type Desired struct {
 	Mounts   []Mount
 	Auth     []AuthMethod
 	Secrets  []Secret
-	// Prune removes policies, roles, auth methods and mounts that carry
+	Audit    []AuditDevice
+	// Prune removes policies, roles, auth methods, mounts and audit devices that carry
 	// ManagedMarker (roles: under a managed auth method) and are no longer declared.
 	Prune bool
 }
@@ -55,6 +56,14 @@ type AuthMethod struct {
 type Role struct {
 	Name string
 	Data map[string]any
+}
+
+// AuditDevice is an audit device at Path (sys/audit/<path>). Vault cannot
+// change a device's options in place: a changed one is disabled and enabled again.
+type AuditDevice struct {
+	Path    string
+	Type    string            // "file", "socket", "syslog"
+	Options map[string]string // e.g. {"file_path": "stdout"}
 }
 
 // Secret is an initial secret: written once when absent, never overwritten,

@@ -37,7 +37,7 @@ const (
 // Change is one write that brings Vault closer to the desired state.
 type Change struct {
 	Op   Op
-	Kind string // "policy", "secrets engine", "auth method", "auth config", "role", "secret"
+	Kind string // "policy", "secrets engine", "auth method", "auth config", "role", "secret", "audit device"
 	Name string
 	// Details are field-level differences, safe to print (no secret values).
 	Details []string
@@ -90,7 +90,17 @@ func Compute(ctx context.Context, c Client, d *Desired) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list auth methods: %w", err)
 	}
+	audits, err := readTable(ctx, c, "sys/audit")
+	if err != nil {
+		return nil, fmt.Errorf("list audit devices: %w", err)
+	}
 
+	// Audit devices first: what follows is then on record.
+	for _, a := range d.Audit {
+		if err := planAudit(p, audits, a); err != nil {
+			return nil, err
+		}
+	}
 	for _, pol := range d.Policies {
 		if err := planPolicy(ctx, c, p, pol); err != nil {
 			return nil, err
@@ -118,6 +128,7 @@ func Compute(ctx context.Context, c Client, d *Desired) (*Plan, error) {
 		if err := planPrune(ctx, c, p, d, livePolicies, mounts, auths); err != nil {
 			return nil, err
 		}
+		planPruneAudit(p, d, audits)
 	}
 	return p, nil
 }
@@ -151,6 +162,62 @@ func policyBody(text string) string {
 	text = strings.TrimSpace(text)
 	text = strings.TrimPrefix(text, "# "+ManagedMarker)
 	return strings.TrimSpace(text)
+}
+
+func planAudit(p *Plan, audits map[string]map[string]any, a AuditDevice) error {
+	name := a.Path + "/"
+	enable := func(ctx context.Context, c Client) error {
+		_, err := c.WriteWithContext(ctx, "sys/audit/"+a.Path, map[string]any{"type": a.Type, "description": ManagedMarker, "options": a.Options})
+		return err
+	}
+	live, ok := audits[name]
+	if !ok {
+		details := []string{"type: " + a.Type}
+		for _, k := range sortedKeys(a.Options) {
+			details = append(details, fmt.Sprintf("options.%s: %s", k, a.Options[k]))
+		}
+		p.Changes = append(p.Changes, Change{Op: Create, Kind: "audit device", Name: name, Details: details, apply: enable})
+		return nil
+	}
+	if t, _ := live["type"].(string); t != a.Type {
+		return fmt.Errorf("audit device %s is of type %q, declared %q: refusing to replace it (disable it first if that is meant)", name, t, a.Type)
+	}
+	if !isManaged(live) {
+		// Someone else's device at this path: changing it is their call.
+		return fmt.Errorf("audit device %s exists and was not made by vault-oke-setup: refusing to replace it", name)
+	}
+	liveOpts, _ := live["options"].(map[string]any)
+	var diffs []string
+	for _, k := range sortedKeys(a.Options) {
+		if liveOpts[k] == nil || fmt.Sprint(liveOpts[k]) != a.Options[k] {
+			diffs = append(diffs, fmt.Sprintf("options.%s: %s → %s", k, printable(liveOpts[k]), a.Options[k]))
+		}
+	}
+	if len(diffs) == 0 {
+		p.Unchanged++
+		return nil
+	}
+	diffs = append(diffs, "disabled and enabled again: Vault cannot change a device's options")
+	p.Changes = append(p.Changes, Change{Op: Update, Kind: "audit device", Name: name, Details: diffs, apply: func(ctx context.Context, c Client) error {
+		if _, err := c.DeleteWithContext(ctx, "sys/audit/"+a.Path); err != nil {
+			return err
+		}
+		return enable(ctx, c)
+	}})
+	return nil
+}
+
+func planPruneAudit(p *Plan, d *Desired, audits map[string]map[string]any) {
+	for _, name := range sortedKeys(audits) {
+		path := strings.TrimSuffix(name, "/")
+		if !isManaged(audits[name]) || slices.ContainsFunc(d.Audit, func(a AuditDevice) bool { return a.Path == path }) {
+			continue
+		}
+		p.Changes = append(p.Changes, Change{Op: Delete, Kind: "audit device", Name: name, apply: func(ctx context.Context, c Client) error {
+			_, err := c.DeleteWithContext(ctx, "sys/audit/"+path)
+			return err
+		}})
+	}
 }
 
 // planMount returns whether the mount is to be created.

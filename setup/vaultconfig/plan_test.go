@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/okevault/vault-csi-provider/internal/redact"
 	"github.com/okevault/vault-csi-provider/setup/vaultconfig"
 	"github.com/okevault/vault-csi-provider/test/testbed"
@@ -155,5 +157,57 @@ func TestRefusals(t *testing.T) {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+// TestAuditDevices against a real Vault: an audit device is created, left
+// alone when as declared, re-enabled when its options change, pruned when
+// dropped; a device someone else enabled is never touched.
+func TestAuditDevices(t *testing.T) {
+	v := testbed.StartVault(t)
+	c := v.Client.Logical()
+	ctx := t.Context()
+
+	if err := v.Client.Sys().EnableAuditWithOptionsWithContext(ctx, "hand-made", &vaultapi.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": "discard"}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &vaultconfig.Desired{Audit: []vaultconfig.AuditDevice{{Path: "file", Type: "file", Options: map[string]string{"file_path": "stdout"}}}}
+	if p := apply(t, c, d); changes(p) != "+ audit device file/" {
+		t.Fatalf("first plan:\n%s", changes(p))
+	}
+	live, err := v.Client.Sys().ListAuditWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := live["file/"]; a == nil || a.Type != "file" || a.Options["file_path"] != "stdout" || a.Description != vaultconfig.ManagedMarker {
+		t.Fatalf("file/ is %+v", live["file/"])
+	}
+	if p := apply(t, c, d); !p.Empty() || p.Unchanged != 1 {
+		t.Fatalf("second plan: %q, %d unchanged", changes(p), p.Unchanged)
+	}
+
+	d.Audit[0].Options["log_raw"] = "false"
+	if p := apply(t, c, d); changes(p) != "~ audit device file/" || !strings.Contains(strings.Join(p.Changes[0].Details, "\n"), "options.log_raw: (unset) → false") {
+		t.Fatalf("changed options: %q %q", changes(p), p.Changes[0].Details)
+	}
+	if p := apply(t, c, d); !p.Empty() {
+		t.Fatalf("after the change: %q", changes(p))
+	}
+
+	// Declared where someone else's device is: refused, not replaced.
+	taken := &vaultconfig.Desired{Audit: []vaultconfig.AuditDevice{{Path: "hand-made", Type: "file", Options: map[string]string{"file_path": "stdout"}}}}
+	if _, err := vaultconfig.Compute(ctx, c, taken); err == nil || !strings.Contains(err.Error(), "not made by vault-oke-setup") {
+		t.Fatalf("someone else's device: %v", err)
+	}
+
+	if p := apply(t, c, &vaultconfig.Desired{Prune: true}); changes(p) != "- audit device file/" {
+		t.Fatalf("prune: %q", changes(p))
+	}
+	live, err = v.Client.Sys().ListAuditWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := live["file/"]; ok || live["hand-made/"] == nil {
+		t.Fatalf("after prune: %v", live)
 	}
 }
