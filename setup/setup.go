@@ -86,6 +86,7 @@ func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
 			return sum, err
 		}
 		r.printDeploy(results, &sum, true)
+		r.printNotes()
 		for _, res := range results {
 			vaultIsNew = vaultIsNew || (res.Op == deploy.Created && strings.HasPrefix(res.Object, "Vault "))
 		}
@@ -160,6 +161,7 @@ func (r *Runner) Apply(ctx context.Context, st Stages) (Summary, error) {
 		if err := a.Apply(ctx, objs, progress); err != nil {
 			return sum, fmt.Errorf("deploy: %w", err)
 		}
+		r.printNotes()
 		if err := a.Prune(ctx, gone, progress); err != nil {
 			return sum, fmt.Errorf("deploy: %w", err)
 		}
@@ -359,6 +361,14 @@ func (r *Runner) waitForVault(ctx context.Context, deadline time.Time) error {
 			return fmt.Errorf("configure: wait for Vault at %s: %w (last: %w)", r.Vault.Address(), ctx.Err(), last)
 		case <-time.After(2 * time.Second):
 		}
+	}
+}
+
+// printNotes prints what the deployed design leaves to the reader (the
+// plain-HTTP etcd link with the pinned etcd operator).
+func (r *Runner) printNotes() {
+	for _, n := range deploy.Notes(r.Prepared.Deploy) {
+		r.printf("deploy: note: %s\n", n)
 	}
 }
 
