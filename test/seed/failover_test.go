@@ -169,7 +169,7 @@ func TestVaultFailover(t *testing.T) {
 	shared(t)
 	requireSeed(t)
 	pods := stormPods(t)
-	ensureStormRole(t, pods)
+	ensureStormRole(t)
 
 	// Pods through kubelet, started while the active node goes away.
 	kubectl(t, "apply", "-f", "examples/secretproviderclass.yaml")
@@ -259,7 +259,7 @@ func TestEtcdMemberLoss(t *testing.T) {
 	shared(t)
 	requireSeed(t)
 	pods := stormPods(t)
-	ensureStormRole(t, pods)
+	ensureStormRole(t)
 	checkEtcd(t, 3)
 
 	victim := etcdName + "-1"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
@@ -314,14 +317,46 @@ func waitDeployment(t *testing.T, d *appsv1.Deployment) {
 
 func ptrTo[T any](v T) *T { return &v }
 
-// ensureStormRole applies test/seed/testdata/storm.yaml (once).
-func ensureStormRole(t *testing.T, _ []stormPod) {
+// ensureStormRole adds, once, the failover load's role to Vault: the seed
+// file with one more policy (read secret/data/testapp) and the role storm
+// for the 20 storm service accounts, applied with `vault-oke-setup
+// configure`, which reaches Vault and takes a token as it does for the seed.
+func ensureStormRole(t *testing.T) {
 	t.Helper()
 	if bed.stormRole {
 		return
 	}
-	if out, code := setupCmd(t, 5*time.Minute, "configure", "-f", "test/seed/testdata/storm.yaml"); code != 0 {
-		t.Fatalf("configure storm.yaml exited %d:\n%s", code, out)
+	b, err := os.ReadFile(filepath.Join(bed.root, "examples", "setup", "seed.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]any
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	configure := f["spec"].(map[string]any)["configure"].(map[string]any)
+	configure["policies"] = append(configure["policies"].([]any), map[string]any{
+		"name": "storm-read", "hcl": "path \"secret/data/testapp\" {\n  capabilities = [\"read\"]\n}\n",
+	})
+	sas := make([]any, stormSAs)
+	for i := range sas {
+		sas[i] = fmt.Sprintf("storm-%d", i)
+	}
+	auth := configure["auth"].([]any)[0].(map[string]any)
+	auth["roles"] = append(auth["roles"].([]any), map[string]any{
+		"name": stormRole, "serviceAccounts": sas, "namespaces": []any{stormNS},
+		"audience": "vault", "policies": []any{"storm-read"}, "ttl": "1h",
+	})
+	out, err := yaml.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "seed-and-storm.yaml")
+	if err := os.WriteFile(file, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := setupCmd(t, 5*time.Minute, "configure", "-f", file, "--operator-chart", bed.chart); code != 0 {
+		t.Fatalf("configure with the storm role exited %d:\n%s", code, out)
 	}
 	bed.stormRole = true
 }
