@@ -62,6 +62,15 @@ func Render(ctx context.Context, s *Spec) ([]*unstructured.Unstructured, error) 
 			namespaces = append(namespaces, sa.Namespace)
 		}
 	}
+	// The operator copies Vault's CA only into namespaces that exist when it
+	// reconciles (distributeCACertificate skips the others until its next
+	// sync, a minute or more later): made here, the provider's namespace has
+	// the CA before its chart is installed.
+	for _, ns := range s.Vault.CANamespaces {
+		if ns != "*" && !slices.Contains(namespaces, ns) && !isSystemNamespace(ns) {
+			namespaces = append(namespaces, ns)
+		}
+	}
 	for _, ns := range namespaces {
 		if err := add(&corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return nil, err
