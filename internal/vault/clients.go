@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -22,7 +25,7 @@ import (
 // namespace owner controls, so the set is bounded.
 type Clients struct {
 	mu    sync.Mutex
-	cache *lru.Cache[string, *api.Client]
+	cache *lru.Cache[string, cached]
 	// Timeout bounds one HTTP exchange; the mount's context bounds the whole.
 	Timeout time.Duration
 	// allowed are where redirects may lead (see config.Addresses).
@@ -36,28 +39,63 @@ var ErrRedirect = errors.New("redirect refused")
 // NewClients keeps at most size base clients, whose requests follow
 // redirects only as allowed permits.
 func NewClients(size int, allowed config.Addresses) (*Clients, error) {
-	c, err := lru.New[string, *api.Client](size)
+	c, err := lru.New[string, cached](size)
 	if err != nil {
 		return nil, err
 	}
 	return &Clients{cache: c, Timeout: 30 * time.Second, allowed: allowed}, nil
 }
 
+// cached is a base client and the state of the TLS files it was made from.
+type cached struct {
+	client *api.Client
+	files  string
+}
+
 // Client is the shared base client for a Vault address, namespace and TLS
-// settings. Callers clone it before setting a token.
+// settings. Callers clone it before setting a token. A client whose CA,
+// client certificate or key file has changed since it was made is made
+// again: kubelet swaps a mounted Secret's files in place when the Secret
+// changes (Vault's operator rotating its CA, or a Vault made anew), and a
+// provider holding the old CA would fail every mount until restarted.
 func (c *Clients) Client(addr, namespace string, tls config.TLS) (*api.Client, error) {
 	key := clientKey(addr, namespace, tls)
+	files := tlsFilesState(tls)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl, ok := c.cache.Get(key); ok {
-		return cl, nil
+	if e, ok := c.cache.Get(key); ok && e.files == files {
+		return e.client, nil
 	}
 	cl, err := newClient(addr, namespace, tls, c.Timeout, c.allowed)
 	if err != nil {
 		return nil, err
 	}
-	c.cache.Add(key, cl)
+	c.cache.Add(key, cached{client: cl, files: files})
 	return cl, nil
+}
+
+// tlsFilesState describes the TLS files (and the CA directory) by what stat
+// says of each: a file replaced or rewritten changes it. Stat follows
+// kubelet's ..data symlinks to the files of the Secret's current version.
+func tlsFilesState(tls config.TLS) string {
+	var b strings.Builder
+	for _, name := range []string{tls.CACert, tls.CADirectory, tls.ClientCert, tls.ClientKey} {
+		if name == "" {
+			continue
+		}
+		fi, err := os.Stat(name)
+		if err != nil {
+			// newClient reports a missing file; a file that comes back is a change.
+			fmt.Fprintf(&b, "%s:missing;", name)
+			continue
+		}
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		fmt.Fprintf(&b, "%s:%d:%d:%d;", name, ino, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
 }
 
 func clientKey(addr, namespace string, tls config.TLS) string {

@@ -31,60 +31,66 @@ const (
 	stormWorkers   = 10
 )
 
-// stormPod is a pod the provider can read (it checks each mount's pod) but
-// that never runs: a scheduling gate holds it.
-type stormPod struct {
-	name, uid, sa, token string
-	expires              time.Time
+// gatedPod is a pod the provider can read (it checks each mount's pod) but
+// that never runs: a scheduling gate holds it. Its token is bound to it,
+// for the audience vault, as the driver would hand it over.
+type gatedPod struct {
+	name, ns, uid, sa, role, token string
+	expires                        time.Time
 }
 
-// stormPods makes one gated pod per storm service account, with a token
-// bound to it for the audience vault, as the driver would hand over.
-func stormPods(t *testing.T) []stormPod {
+func newGatedPod(t *testing.T, ns, sa, role string) gatedPod {
 	t.Helper()
 	c := bed.cluster
-	if err := c.CreateNamespace(t.Context(), stormNS); err != nil {
+	if err := c.CreateServiceAccount(t.Context(), ns, sa); err != nil {
 		t.Fatal(err)
 	}
-	out := make([]stormPod, stormSAs)
-	for i := range out {
-		sa := fmt.Sprintf("storm-%d", i)
-		if err := c.CreateServiceAccount(t.Context(), stormNS, sa); err != nil {
-			t.Fatal(err)
-		}
-		p, err := c.Client.CoreV1().Pods(stormNS).Create(t.Context(), &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: stormNS},
-			Spec: corev1.PodSpec{
-				ServiceAccountName: sa,
-				SchedulingGates:    []corev1.PodSchedulingGate{{Name: "okevault.io/never"}},
-				Containers:         []corev1.Container{{Name: "app", Image: "docker.io/library/busybox:1.35"}},
-			},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := c.Token(t.Context(), stormNS, sa, "vault", p, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = stormPod{name: sa, uid: string(p.UID), sa: sa, token: tok, expires: time.Now().Add(time.Hour)}
+	p, err := c.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: sa + "-", Namespace: ns},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: sa,
+			SchedulingGates:    []corev1.PodSchedulingGate{{Name: "okevault.io/never"}},
+			Containers:         []corev1.Container{{Name: "app", Image: "docker.io/library/busybox:1.35"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	tok, err := c.Token(t.Context(), ns, sa, "vault", p, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gatedPod{name: p.Name, ns: ns, uid: string(p.UID), sa: sa, role: role, token: tok, expires: time.Now().Add(time.Hour)}
 }
 
-// request is the MountRequest the driver sends for p: the seed's secret
-// through the storm role.
-func (p stormPod) request(t *testing.T) *v1alpha1.MountRequest {
+// stormPods makes, once, one gated pod per storm service account.
+func stormPods(t *testing.T) []gatedPod {
+	t.Helper()
+	if bed.storm != nil {
+		return bed.storm
+	}
+	if err := bed.cluster.CreateNamespace(t.Context(), stormNS); err != nil {
+		t.Fatal(err)
+	}
+	for i := range stormSAs {
+		bed.storm = append(bed.storm, newGatedPod(t, stormNS, fmt.Sprintf("storm-%d", i), stormRole))
+	}
+	return bed.storm
+}
+
+// request is the MountRequest the driver sends for p: the seed's username
+// through p's role.
+func (p gatedPod) request(t *testing.T) *v1alpha1.MountRequest {
 	t.Helper()
 	tokens, _ := json.Marshal(map[string]any{"vault": map[string]string{
 		"token": p.token, "expirationTimestamp": p.expires.UTC().Format(time.RFC3339),
 	}})
 	attrs, err := json.Marshal(map[string]string{
-		"roleName":                                 stormRole,
+		"roleName":                                 p.role,
 		"objects":                                  "- {objectName: username, secretPath: secret/data/testapp, secretKey: username}\n",
-		"secretProviderClass":                      "storm",
+		"secretProviderClass":                      "gated",
 		"csi.storage.k8s.io/pod.name":              p.name,
-		"csi.storage.k8s.io/pod.namespace":         stormNS,
+		"csi.storage.k8s.io/pod.namespace":         p.ns,
 		"csi.storage.k8s.io/pod.uid":               p.uid,
 		"csi.storage.k8s.io/serviceAccount.name":   p.sa,
 		"csi.storage.k8s.io/ephemeral":             "true",
@@ -93,27 +99,33 @@ func (p stormPod) request(t *testing.T) *v1alpha1.MountRequest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &v1alpha1.MountRequest{Attributes: string(attrs), TargetPath: "/var/lib/kubelet/pods/" + p.uid + "/volumes/kubernetes.io~csi/storm/mount", Permission: "420", Secrets: "null"}
+	return &v1alpha1.MountRequest{Attributes: string(attrs), TargetPath: "/var/lib/kubelet/pods/" + p.uid + "/volumes/kubernetes.io~csi/gated/mount", Permission: "420", Secrets: "null"}
 }
 
-// outcome is one storm mount.
-type outcome struct {
-	at   time.Time
-	code codes.Code
-	msg  string
-	pod  int
-}
-
-// storm mounts through the provider's socket from stormWorkers goroutines,
-// each pod in turn, until stop is closed; it returns every outcome.
-func storm(t *testing.T, pods []stormPod, stop <-chan struct{}, done *atomic.Int64) []outcome {
+// providerClient is a gRPC client of the provider's socket on the node.
+func providerClient(t *testing.T) v1alpha1.CSIDriverProviderClient {
 	t.Helper()
 	conn, err := grpc.NewClient("unix://"+providerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	t.Cleanup(func() { _ = conn.Close() })
+	return v1alpha1.NewCSIDriverProviderClient(conn)
+}
+
+// outcome is one storm mount.
+type outcome struct {
+	start, at time.Time
+	code      codes.Code
+	msg       string
+	pod       int
+}
+
+// storm mounts through the provider's socket from stormWorkers goroutines,
+// each pod in turn, until stop is closed; it returns every outcome.
+func storm(t *testing.T, pods []gatedPod, stop <-chan struct{}, done *atomic.Int64) []outcome {
+	t.Helper()
+	client := providerClient(t)
 	var (
 		mu  sync.Mutex
 		out []outcome
@@ -129,9 +141,10 @@ func storm(t *testing.T, pods []stormPod, stop <-chan struct{}, done *atomic.Int
 				}
 				p := pods[i%len(pods)]
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				start := time.Now()
 				resp, err := client.Mount(ctx, p.request(t))
 				cancel()
-				o := outcome{at: time.Now(), code: status.Code(err), pod: i % len(pods)}
+				o := outcome{start: start, at: time.Now(), code: status.Code(err), pod: i % len(pods)}
 				if err != nil {
 					o.msg = status.Convert(err).Message()
 				} else if len(resp.GetFiles()) != 1 || string(resp.GetFiles()[0].GetContents()) != seedSecret["username"] {
@@ -160,14 +173,12 @@ func activeVault(t *testing.T) string {
 	return ""
 }
 
-// TestVaultFailover: the active Vault pod is deleted during a storm of
+// testVaultFailover: the active Vault pod is deleted during a storm of
 // mounts through the provider and while pods start through kubelet. A
 // standby takes over; each mount succeeds or fails Unavailable (which the
 // driver retries) and succeeds when tried again; the pods start; no token
 // or secret reaches the provider's log. The takeover time is logged.
-func TestVaultFailover(t *testing.T) {
-	shared(t)
-	requireSeed(t)
+func testVaultFailover(t *testing.T) {
 	pods := stormPods(t)
 	ensureStormRole(t)
 
@@ -215,8 +226,18 @@ func TestVaultFailover(t *testing.T) {
 	codesSeen := map[codes.Code]int{}
 	var failedPods []int
 	var lastFailure time.Time
-	for _, o := range out {
+	var inWindow, slowest int
+	var slowestTook time.Duration
+	for i, o := range out {
 		codesSeen[o.code]++
+		// Mounts that were in flight at some moment between the delete
+		// and the takeover: those the failover could touch.
+		if o.at.After(deleted) && o.start.Before(deleted.Add(takeover)) {
+			inWindow++
+		}
+		if took := o.at.Sub(o.start); took > slowestTook {
+			slowest, slowestTook = i, took
+		}
 		switch o.code {
 		case codes.OK:
 		case codes.Unavailable:
@@ -226,20 +247,20 @@ func TestVaultFailover(t *testing.T) {
 			t.Errorf("mount at +%s: %s: %s (want OK or Unavailable)", o.at.Sub(deleted).Round(time.Millisecond), o.code, o.msg)
 		}
 	}
-	window := time.Duration(0)
+	window := "none failed"
 	if !lastFailure.IsZero() {
-		window = lastFailure.Sub(deleted)
+		window = "last Unavailable at +" + lastFailure.Sub(deleted).Round(100*time.Millisecond).String()
 	}
-	t.Logf("failover: %d mounts from %d service accounts; %v; standby active %s after the delete; last Unavailable mount at +%s",
-		len(out), stormSAs, codesSeen, takeover.Round(100*time.Millisecond), window.Round(100*time.Millisecond))
+	t.Logf("failover: %d mounts from %d service accounts, %d of them in flight between the delete and the takeover; %v; "+
+		"standby active %s after the delete; %s; slowest mount %s (ended at +%s)",
+		len(out), stormSAs, inWindow, codesSeen, takeover.Round(100*time.Millisecond), window,
+		slowestTook.Round(time.Millisecond), out[slowest].at.Sub(deleted).Round(100*time.Millisecond))
+	if inWindow == 0 {
+		t.Error("no mount was in flight during the failover: the storm did not cover it")
+	}
 
 	// What the driver does next: each failed pod's mount is tried again.
-	conn, err := grpc.NewClient("unix://"+providerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	client := providerClient(t)
 	slices.Sort(failedPods)
 	for _, i := range slices.Compact(failedPods) {
 		if _, err := client.Mount(t.Context(), pods[i].request(t)); err != nil {
@@ -251,13 +272,11 @@ func TestVaultFailover(t *testing.T) {
 	checkNoLeak(t, pods)
 }
 
-// TestEtcdMemberLoss: one etcd member's pod is deleted; Vault keeps
+// testEtcdMemberLoss: one etcd member's pod is deleted; Vault keeps
 // serving on the remaining quorum (mounts go on succeeding), and the
 // operator's StatefulSet brings the member back: all three healthy again,
 // each by its own health endpoint.
-func TestEtcdMemberLoss(t *testing.T) {
-	shared(t)
-	requireSeed(t)
+func testEtcdMemberLoss(t *testing.T) {
 	pods := stormPods(t)
 	ensureStormRole(t)
 	checkEtcd(t, 3)
@@ -267,12 +286,7 @@ func TestEtcdMemberLoss(t *testing.T) {
 	if err := bed.cluster.Client.CoreV1().Pods(vaultNS).Delete(t.Context(), victim, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient("unix://"+providerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	client := providerClient(t)
 	var mounts, failed int
 	var healthyAgain time.Duration
 	deadline := time.Now().Add(5 * time.Minute)
@@ -301,7 +315,7 @@ func TestEtcdMemberLoss(t *testing.T) {
 }
 
 // checkNoLeak: the provider pods' logs hold no token and no secret value.
-func checkNoLeak(t *testing.T, pods []stormPod) {
+func checkNoLeak(t *testing.T, pods []gatedPod) {
 	t.Helper()
 	logs := kubectl(t, "logs", "-n", providerNS, "-l", "app.kubernetes.io/name=vault-csi-provider", "--tail=-1", "--all-containers")
 	for _, p := range pods {

@@ -251,15 +251,6 @@ func appPod(t *testing.T, name string) string {
 // stormRole is the role of test/seed/testdata/storm.yaml.
 const stormRole = "storm"
 
-// requireSeed stops a test that needs the seed scenario when it did not
-// come up (TestSeedScenario runs first and says why).
-func requireSeed(t *testing.T) {
-	t.Helper()
-	if !bed.seeded {
-		t.Skip("the seed scenario did not come up (TestSeedScenario)")
-	}
-}
-
 // appDeployment starts replicas of the seed's test pod (service account
 // testapp, class testapp) as a Deployment; it is deleted after the test.
 func appDeployment(t *testing.T, name string, replicas int32) *appsv1.Deployment {

@@ -39,9 +39,9 @@ var bed struct {
 	setupBin string // vault-oke-setup, built from this module
 	chart    string // the vault-operator chart of the pinned module
 	root     string // the module root: commands run there, as in the docs
-	// seeded: TestSeedScenario brought the scenario up; stormRole: the
-	// failover load's role is in Vault.
-	seeded, stormRole bool
+	// stormRole: the failover load's role is in Vault; storm: its pods.
+	stormRole bool
+	storm     []gatedPod
 }
 
 func TestMain(m *testing.M) {

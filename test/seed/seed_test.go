@@ -47,11 +47,31 @@ func seedArgs(cmd string) []string {
 	return []string{cmd, "-f", "examples/setup/seed.yaml", "--operator-chart", bed.chart}
 }
 
-// TestSeedScenario: one apply takes the empty cluster to a verified HA Vault
+// TestSeed runs the user's scenario, then its faults, then destroys it and
+// brings up the Raft variant: in that order, on one cluster, each step on
+// what the one before left.
+func TestSeed(t *testing.T) {
+	shared(t)
+	steps := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"Scenario", testScenario},
+		{"VaultFailover", testVaultFailover},
+		{"EtcdMemberLoss", testEtcdMemberLoss},
+		{"DestroyThenRaft", testDestroyThenRaft},
+	}
+	for _, s := range steps {
+		if !t.Run(s.name, s.run) && s.name == "Scenario" {
+			return // the rest needs the scenario
+		}
+	}
+}
+
+// testScenario: one apply takes the empty cluster to a verified HA Vault
 // on etcd; a second changes nothing; the provider's chart, installed as the
 // docs say, mounts the seed's secret into the testapp pod.
-func TestSeedScenario(t *testing.T) {
-	shared(t)
+func testScenario(t *testing.T) {
 	if out, code := setupCmd(t, 20*time.Minute, seedArgs("apply")...); code != 0 {
 		t.Fatalf("apply exited %d:\n%s", code, out)
 	}
@@ -68,7 +88,6 @@ func TestSeedScenario(t *testing.T) {
 	}
 
 	installProvider(t)
-	bed.seeded = true
 	pod := appPod(t, "testapp")
 	for key, want := range seedSecret {
 		if got := readFile(t, appNS, pod, "/mnt/secrets/"+key); got != want {
