@@ -53,7 +53,11 @@ func (r *Runner) Destroy(ctx context.Context, yes bool) (Summary, error) {
 	if err := r.printKept(ctx, objs); err != nil {
 		return sum, err
 	}
-	if !yes {
+	switch {
+	case len(results) == 0:
+		r.printf("Nothing to delete.\n")
+		return sum, nil
+	case !yes:
 		r.printf("Destroy plan: %d to delete. Run again with --yes to delete them.\n", len(results))
 		return sum, nil
 	}

@@ -220,7 +220,7 @@ func TestExitCodes(t *testing.T) {
 		{"verify", nil, exitOK, "0 failed"},
 		{"destroy", nil, exitPending, "destroy: - Vault vault/vault"},
 		{"destroy", []string{"--yes"}, exitOK, "Destroyed: "},
-		{"destroy", nil, exitOK, "Destroy plan: 0 to delete"},
+		{"destroy", nil, exitOK, "Nothing to delete"},
 	}
 	for _, s := range steps {
 		start := time.Now()

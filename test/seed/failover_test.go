@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
@@ -272,42 +273,61 @@ func testVaultFailover(t *testing.T) {
 	checkNoLeak(t, pods)
 }
 
-// testEtcdMemberLoss: one etcd member's pod is deleted; Vault keeps
-// serving on the remaining quorum (mounts go on succeeding), and the
-// operator's StatefulSet brings the member back: all three healthy again,
-// each by its own health endpoint.
+// testEtcdMemberLoss: one etcd member's pod is killed (no grace: as a node
+// or process failure would); Vault keeps serving on the remaining quorum
+// (mounts go on succeeding), and the operator's StatefulSet brings the
+// member back on its volume: all three healthy again, each by its own
+// health endpoint, with the same member count.
 func testEtcdMemberLoss(t *testing.T) {
 	pods := stormPods(t)
 	ensureStormRole(t)
 	checkEtcd(t, 3)
 
 	victim := etcdName + "-1"
+	old, err := bed.cluster.Client.CoreV1().Pods(vaultNS).Get(t.Context(), victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	deleted := time.Now()
-	if err := bed.cluster.Client.CoreV1().Pods(vaultNS).Delete(t.Context(), victim, metav1.DeleteOptions{}); err != nil {
+	if err := bed.cluster.Client.CoreV1().Pods(vaultNS).Delete(t.Context(), victim, metav1.DeleteOptions{GracePeriodSeconds: ptrTo(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
 	client := providerClient(t)
-	var mounts, failed int
-	var healthyAgain time.Duration
+	var mounts, failed, whileGone int
+	var gone, back time.Duration
 	deadline := time.Now().Add(5 * time.Minute)
-	for healthyAgain == 0 && time.Now().Before(deadline) {
+	for back == 0 && time.Now().Before(deadline) {
 		p := pods[mounts%len(pods)]
 		if _, err := client.Mount(t.Context(), p.request(t)); err != nil {
 			failed++
 			t.Logf("mount at +%s with a member gone: %v", time.Since(deleted).Round(time.Millisecond), err)
 		}
 		mounts++
-		if healthy, members, _ := etcdHealth(t); healthy == 3 && members == 3 {
-			healthyAgain = time.Since(deleted)
+		now, err := bed.cluster.Client.CoreV1().Pods(vaultNS).Get(t.Context(), victim, metav1.GetOptions{})
+		replaced := err == nil && now.UID != old.UID
+		if gone == 0 && (apierrors.IsNotFound(err) || replaced) {
+			gone = time.Since(deleted)
 		}
-		time.Sleep(200 * time.Millisecond)
+		if gone != 0 {
+			whileGone++
+		}
+		if replaced && ready(now) {
+			if healthy, members, _ := etcdHealth(t); healthy == 3 && members == 3 {
+				back = time.Since(deleted)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("etcd member loss: %d mounts while %s was gone, %d failed; 3 healthy members again after %s",
-		mounts, victim, failed, healthyAgain.Round(100*time.Millisecond))
+	t.Logf("etcd member loss: %s killed; gone after %s; %d mounts, %d of them while it was out, %d failed; "+
+		"replaced and 3 healthy members again %s after the kill",
+		victim, gone.Round(100*time.Millisecond), mounts, whileGone, failed, back.Round(100*time.Millisecond))
 	if failed > 0 {
 		t.Errorf("%d of %d mounts failed with one etcd member of three gone (quorum held)", failed, mounts)
 	}
-	if healthyAgain == 0 {
+	if whileGone == 0 {
+		t.Error("no mount ran while the member was out")
+	}
+	if back == 0 {
 		_, _, state := etcdHealth(t)
 		t.Errorf("etcd not back to 3 healthy members within 5 minutes: %s", state)
 	}

@@ -41,7 +41,7 @@ func testDestroyThenRaft(t *testing.T) {
 		}
 		return len(left) == 0, fmt.Sprint(names)
 	})
-	if out, code := setupCmd(t, 2*time.Minute, seedArgs("destroy")...); code != 0 || !strings.Contains(out, "0 to delete") {
+	if out, code := setupCmd(t, 2*time.Minute, seedArgs("destroy")...); code != 0 || !strings.Contains(out, "Nothing to delete") {
 		t.Errorf("destroy after destroy: exit %d, want 0 and nothing to delete", code)
 	}
 	// What destroy kept and listed: the unseal keys and the claims.
