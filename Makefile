@@ -62,7 +62,7 @@ release: ## VERSION=vX.Y.Z: both commands for linux/amd64 and arm64, the chart p
 	cd $(RELEASE_DIR) && sha256sum -- * > SHA256SUMS
 	@echo "release $(VERSION) in $(RELEASE_DIR):"; ls -l $(RELEASE_DIR)
 
-testbin: ## build the real test-bed parts and the cluster's images (test/tools/build.sh); first run ~35 min, cached after
+testbin: ## build the real test-bed parts and the cluster's images (test/tools/build.sh); first run ~60 min, cached after
 	test/tools/build.sh
 
 test: testbin ## the whole suite against the real parts (what CI runs)

@@ -282,7 +282,7 @@ parts=("$@")
 for p in "${parts[@]}"; do
 	[[ " ${all[*]} " == *" $p "* ]] || { echo "unknown part $p (parts: ${all[*]})" >&2; exit 2; }
 done
-log "cache $cache; a fresh machine needs about 35 minutes and ~16 GB of Go caches for all parts"
+log "cache $cache; a fresh machine needs about 60 minutes and ~16 GB of Go caches for all parts"
 if [ $# -eq 0 ]; then
 	# Vault's build is the longest and its link single-threaded: run it beside
 	# the rest (memory allows: its link peaks near 6 GB), images after both.
