@@ -33,6 +33,8 @@ commands:
   configure  apply the Vault side only
   verify     log in as each role's service account and check what it may do
   destroy    list what deploy made (exit 2 if anything); delete it with --yes
+  snapshot   save a snapshot of Vault's Raft storage to --snapshot FILE
+  restore    replace Vault's data with --snapshot FILE (says what it would do; acts with --yes)
   version    print the version
   help       print this help
 
@@ -54,6 +56,7 @@ type options struct {
 	vaultCACert                      string
 	kubernetesHost, kubernetesCAFile string
 	reviewerJWTFile, operatorChart   string
+	snapshot                         string
 	dryRun, yes                      bool
 	wait, timeout                    time.Duration
 }
@@ -67,6 +70,9 @@ var stages = map[string]setup.Stages{
 	"configure": {Configure: true},
 	"verify":    {Verify: true},
 	"destroy":   {Deploy: true},
+	// Like verify: Vault and Kubernetes, not the initial secrets' values.
+	"snapshot": {Verify: true},
+	"restore":  {Verify: true},
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -131,7 +137,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.reviewerJWTFile, "reviewer-jwt-file", "", "JWT Vault calls TokenReview with (overrides the file; for a Vault outside the cluster)")
 	fs.StringVar(&o.operatorChart, "operator-chart", "", "vault-operator chart: a local directory instead of the pinned oci:// chart")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "plan only: show what would change and exit 2 if anything would")
-	fs.BoolVar(&o.yes, "yes", false, "destroy: delete what the plan lists (without it destroy only lists)")
+	fs.BoolVar(&o.yes, "yes", false, "destroy: delete what the plan lists; restore: restore (without it both only say what they would do)")
+	fs.StringVar(&o.snapshot, "snapshot", "", "snapshot and restore: the snapshot file (snapshot writes it with mode 0600 and refuses to overwrite one)")
 	fs.DurationVar(&o.wait, "wait", 10*time.Minute, "how long apply waits for Vault to be unsealed between deploy and configure")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one Vault request")
 	return fs
@@ -153,7 +160,12 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 		return exitError, errors.New("the file has no spec.configure: nothing to verify")
 	case cmd == "destroy" && f.Spec.Deploy == nil:
 		return exitError, errors.New("the file has no spec.deploy: it made nothing in Kubernetes to destroy")
+	case (cmd == "snapshot" || cmd == "restore") && o.snapshot == "":
+		return exitError, fmt.Errorf("%s needs --snapshot FILE", cmd)
 	}
+	// Snapshots need Vault, reached as configure reaches it, with or
+	// without a configure stage in the file.
+	st.Verify = st.Verify && (f.Spec.Configure != nil || cmd == "snapshot" || cmd == "restore")
 	p, err := setup.PrepareFor(st, f, setup.Overrides{
 		VaultAddr:        o.vaultAddr,
 		KubernetesHost:   o.kubernetesHost,
@@ -199,6 +211,14 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 	}
 
 	switch {
+	case cmd == "snapshot":
+		return exitCode(snapshot(ctx, r, o.snapshot))
+	case cmd == "restore":
+		code, err := exitCode(restore(ctx, r, o.snapshot, o.yes))
+		if err == nil && !o.yes {
+			code = exitPending
+		}
+		return code, err
 	case cmd == "destroy":
 		sum, err := r.Destroy(ctx, o.yes)
 		if err != nil {
@@ -286,4 +306,46 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// snapshot writes Vault's Raft snapshot to a new file only its owner can
+// read: it is all of Vault's data, encrypted.
+func snapshot(ctx context.Context, r *setup.Runner, path string) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) //nolint:gosec // G304: the file the user named
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(path) // a partial snapshot restores nothing
+		}
+	}()
+	if err := r.Snapshot(ctx, f); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintf(r.Out, "snapshot: %s, %d bytes (keep it with the unseal keys: neither restores anything alone)\n", path, fi.Size())
+	return nil
+}
+
+func restore(ctx context.Context, r *setup.Runner, path string, yes bool) error {
+	f, err := os.Open(path) //nolint:gosec // G304: the file the user named
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return r.Restore(ctx, f, yes)
+}
+
+func exitCode(err error) (int, error) {
+	if err != nil {
+		return exitError, err
+	}
+	return exitOK, nil
 }

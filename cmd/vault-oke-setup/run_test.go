@@ -42,6 +42,11 @@ func TestUsageErrors(t *testing.T) {
 	}
 	// The seed without its deploy side: setup cannot reach Vault by itself.
 	configureOnly := configureOnlySeed(t)
+	// A kubeconfig naming a cluster nobody serves: loaded, never called.
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -56,6 +61,11 @@ func TestUsageErrors(t *testing.T) {
 		{"no vault address", map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p"}, []string{"configure", "-f", configureOnly}, "configure: spec.configure.vaultAddress: no Vault address"},
 		{"secret values for configure", nil, []string{"configure", "-f", seed}, "configure: spec.configure.secrets[0].data.username.env: $TESTAPP_USERNAME is not set"},
 		{"destroy needs a deploy side", nil, []string{"destroy", "-f", configureOnly}, "no spec.deploy"},
+		{"snapshot needs a file", nil, []string{"snapshot", "-f", seed}, "snapshot needs --snapshot FILE"},
+		{"no snapshot of etcd", map[string]string{"KUBECONFIG": kubeconfig},
+			[]string{"snapshot", "-f", seed, "--snapshot", filepath.Join(t.TempDir(), "vault.snap")}, "etcd, which Vault cannot snapshot"},
+		{"no restore into etcd", map[string]string{"KUBECONFIG": kubeconfig},
+			[]string{"restore", "-f", seed, "--snapshot", bad, "--yes"}, "etcd, which Vault cannot snapshot"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -95,6 +95,62 @@ func testDestroyThenRaft(t *testing.T) {
 			t.Errorf("%s from the Raft Vault = %q, want %q", key, got, want)
 		}
 	}
+	snapshotRestore(t, file)
+}
+
+// snapshotRestore: a snapshot of the Raft Vault, then a change (one more
+// policy, from a copy of the file), then the snapshot restored: the change
+// is gone, which `plan` of the original file (prune on) shows by exiting 0.
+func snapshotRestore(t *testing.T, file string) {
+	t.Helper()
+	snap := filepath.Join(t.TempDir(), "vault.snap")
+	if out, code := setupCmd(t, 5*time.Minute, "snapshot", "-f", file, "--operator-chart", bed.chart, "--snapshot", snap); code != 0 {
+		t.Fatalf("snapshot exited %d:\n%s", code, out)
+	}
+	fi, err := os.Stat(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Errorf("snapshot file: mode %v, %d bytes; want 0600 and a snapshot", fi.Mode().Perm(), fi.Size())
+	}
+
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]any
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	configure := f["spec"].(map[string]any)["configure"].(map[string]any)
+	configure["policies"] = append(configure["policies"].([]any), map[string]any{
+		"name": "after-snapshot", "hcl": "path \"secret/data/later\" {\n  capabilities = [\"read\"]\n}\n",
+	})
+	changed, err := yaml.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := filepath.Join(t.TempDir(), "raft-later.yaml")
+	if err := os.WriteFile(later, changed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := setupCmd(t, 5*time.Minute, "configure", "-f", later, "--operator-chart", bed.chart); code != 0 {
+		t.Fatalf("configure with one more policy exited %d:\n%s", code, out)
+	}
+	if out, code := setupCmd(t, 5*time.Minute, "plan", "-f", file, "--operator-chart", bed.chart); code != 2 || !strings.Contains(out, "after-snapshot") {
+		t.Fatalf("plan of the original file after the change: exit %d, want 2 and the policy to prune", code)
+	}
+	if _, code := setupCmd(t, 5*time.Minute, "restore", "-f", file, "--operator-chart", bed.chart, "--snapshot", snap); code != 2 {
+		t.Errorf("restore without --yes exited %d, want 2 (it only says what it would do)", code)
+	}
+	if out, code := setupCmd(t, 5*time.Minute, "restore", "-f", file, "--operator-chart", bed.chart, "--snapshot", snap, "--yes"); code != 0 {
+		t.Fatalf("restore --yes exited %d:\n%s", code, out)
+	}
+	checkVault(t, 3)
+	if _, code := setupCmd(t, 5*time.Minute, "plan", "-f", file, "--operator-chart", bed.chart); code != 0 {
+		t.Errorf("plan after the restore exited %d, want 0: the policy made after the snapshot should be gone", code)
+	}
 }
 
 // raftOnBed writes examples/setup/oke-raft-kms.yaml as the bed can run it:
