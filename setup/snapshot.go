@@ -9,7 +9,7 @@ import (
 
 // errNotRaft: the setup's Vault keeps its data in etcd, which Vault cannot
 // snapshot.
-var errNotRaft = errors.New("Vault's storage here is etcd, which Vault cannot snapshot: take an etcd snapshot (docs/setup.md, \"Backup and restore\")")
+var errNotRaft = errors.New("the storage here is etcd, which Vault cannot snapshot: take an etcd snapshot (docs/setup.md, \"Backup and restore\")")
 
 // Snapshot writes a snapshot of Vault's Raft storage to w
 // (sys/storage/raft/snapshot), reaching Vault as configure does. The

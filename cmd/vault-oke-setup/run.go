@@ -339,7 +339,7 @@ func restore(ctx context.Context, r *setup.Runner, path string, yes bool) error 
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose on close
 	return r.Restore(ctx, f, yes)
 }
 
