@@ -253,19 +253,5 @@ func deleteAndWait(t *testing.T, c *testbed.Cluster, ns, name string) {
 // eventually polls cond every 500ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last state: %s", what, timeout, state)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	testbed.Eventually(t, timeout, 500*time.Millisecond, what, cond)
 }

@@ -154,17 +154,7 @@ func objectVersions(t *testing.T, pod *corev1.Pod, class string) map[string]stri
 // eventually polls cond every 200ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last state: %s", what, timeout, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, 200*time.Millisecond, what, cond)
 }
 
 // wantMountError asserts that publishing failed with the gRPC code name and

@@ -45,20 +45,10 @@ func readFile(t *testing.T, ns, pod, file string) string {
 	return kubectl(t, "exec", "-n", ns, pod, "--", "cat", file)
 }
 
-// eventually polls cond until it holds or timeout passes.
+// eventually polls cond every second until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, state)
-		}
-		time.Sleep(time.Second)
-	}
+	testbed.Eventually(t, timeout, time.Second, what, cond)
 }
 
 // pods lists the pods of ns matching selector.
@@ -317,7 +307,32 @@ func ensureStormRole(t *testing.T) {
 	if bed.stormRole {
 		return
 	}
-	b, err := os.ReadFile(filepath.Join(bed.root, "examples", "setup", "seed.yaml"))
+	file := editedSetup(t, filepath.Join(bed.root, "examples", "setup", "seed.yaml"), func(spec map[string]any) {
+		configure := spec["configure"].(map[string]any)
+		configure["policies"] = append(configure["policies"].([]any), map[string]any{
+			"name": "storm-read", "hcl": "path \"secret/data/testapp\" {\n  capabilities = [\"read\"]\n}\n",
+		})
+		sas := make([]any, stormSAs)
+		for i := range sas {
+			sas[i] = fmt.Sprintf("storm-%d", i)
+		}
+		auth := configure["auth"].([]any)[0].(map[string]any)
+		auth["roles"] = append(auth["roles"].([]any), map[string]any{
+			"name": stormRole, "serviceAccounts": sas, "namespaces": []any{stormNS},
+			"audience": "vault", "policies": []any{"storm-read"}, "ttl": "1h",
+		})
+	})
+	if out, code := setupCmd(t, 5*time.Minute, "configure", "-f", file, "--operator-chart", bed.chart); code != 0 {
+		t.Fatalf("configure with the storm role exited %d:\n%s", code, out)
+	}
+	bed.stormRole = true
+}
+
+// editedSetup writes a copy of the setup file at path, with edit applied to
+// its spec, to a temporary file and returns that file's path.
+func editedSetup(t *testing.T, path string, edit func(spec map[string]any)) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,29 +340,14 @@ func ensureStormRole(t *testing.T) {
 	if err := yaml.Unmarshal(b, &f); err != nil {
 		t.Fatal(err)
 	}
-	configure := f["spec"].(map[string]any)["configure"].(map[string]any)
-	configure["policies"] = append(configure["policies"].([]any), map[string]any{
-		"name": "storm-read", "hcl": "path \"secret/data/testapp\" {\n  capabilities = [\"read\"]\n}\n",
-	})
-	sas := make([]any, stormSAs)
-	for i := range sas {
-		sas[i] = fmt.Sprintf("storm-%d", i)
-	}
-	auth := configure["auth"].([]any)[0].(map[string]any)
-	auth["roles"] = append(auth["roles"].([]any), map[string]any{
-		"name": stormRole, "serviceAccounts": sas, "namespaces": []any{stormNS},
-		"audience": "vault", "policies": []any{"storm-read"}, "ttl": "1h",
-	})
+	edit(f["spec"].(map[string]any))
 	out, err := yaml.Marshal(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "seed-and-storm.yaml")
+	file := filepath.Join(t.TempDir(), filepath.Base(path))
 	if err := os.WriteFile(file, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, code := setupCmd(t, 5*time.Minute, "configure", "-f", file, "--operator-chart", bed.chart); code != 0 {
-		t.Fatalf("configure with the storm role exited %d:\n%s", code, out)
-	}
-	bed.stormRole = true
+	return file
 }

@@ -10,7 +10,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // testDestroyThenRaft: `destroy` removes what the seed's deploy
@@ -115,26 +114,12 @@ func snapshotRestore(t *testing.T, file string) {
 		t.Errorf("snapshot file: mode %v, %d bytes; want 0600 and a snapshot", fi.Mode().Perm(), fi.Size())
 	}
 
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f map[string]any
-	if err := yaml.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	configure := f["spec"].(map[string]any)["configure"].(map[string]any)
-	configure["policies"] = append(configure["policies"].([]any), map[string]any{
-		"name": "after-snapshot", "hcl": "path \"secret/data/later\" {\n  capabilities = [\"read\"]\n}\n",
+	later := editedSetup(t, file, func(spec map[string]any) {
+		configure := spec["configure"].(map[string]any)
+		configure["policies"] = append(configure["policies"].([]any), map[string]any{
+			"name": "after-snapshot", "hcl": "path \"secret/data/later\" {\n  capabilities = [\"read\"]\n}\n",
+		})
 	})
-	changed, err := yaml.Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	later := filepath.Join(t.TempDir(), "raft-later.yaml")
-	if err := os.WriteFile(later, changed, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	if out, code := setupCmd(t, 5*time.Minute, "configure", "-f", later, "--operator-chart", bed.chart); code != 0 {
 		t.Fatalf("configure with one more policy exited %d:\n%s", code, out)
 	}
@@ -159,31 +144,15 @@ func snapshotRestore(t *testing.T, file string) {
 func raftOnBed(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(bed.root, "examples", "setup")
-	b, err := os.ReadFile(filepath.Join(dir, "oke-raft-kms.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f map[string]any
-	if err := yaml.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	spec := f["spec"].(map[string]any)
-	v := spec["deploy"].(map[string]any)["vault"].(map[string]any)
-	v["unseal"] = map[string]any{"type": "kubernetesSecret"}
-	delete(v["storage"].(map[string]any)["raft"].(map[string]any), "storageClass")
-	// The copy lives elsewhere: its policy files are named from the example's folder.
-	for _, p := range spec["configure"].(map[string]any)["policies"].([]any) {
-		if pf, ok := p.(map[string]any)["file"].(string); ok {
-			p.(map[string]any)["file"] = filepath.Join(dir, pf)
+	return editedSetup(t, filepath.Join(dir, "oke-raft-kms.yaml"), func(spec map[string]any) {
+		v := spec["deploy"].(map[string]any)["vault"].(map[string]any)
+		v["unseal"] = map[string]any{"type": "kubernetesSecret"}
+		delete(v["storage"].(map[string]any)["raft"].(map[string]any), "storageClass")
+		// The copy lives elsewhere: its policy files are named from the example's folder.
+		for _, p := range spec["configure"].(map[string]any)["policies"].([]any) {
+			if pf, ok := p.(map[string]any)["file"].(string); ok {
+				p.(map[string]any)["file"] = filepath.Join(dir, pf)
+			}
 		}
-	}
-	out, err := yaml.Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "raft-on-bed.yaml")
-	if err := os.WriteFile(file, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
+	})
 }
