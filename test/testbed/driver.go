@@ -559,8 +559,8 @@ func (v *Volume) Unpublish(ctx context.Context) error {
 	if !published {
 		return nil
 	}
-	if _, err := d.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: v.VolumeID, TargetPath: v.TargetPath}); err != nil {
-		return fmt.Errorf("NodeUnpublishVolume %s: %w", v.TargetPath, err)
+	if err := v.unpublishRetrying(ctx); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	delete(d.volumes, v.TargetPath)
@@ -569,6 +569,27 @@ func (v *Volume) Unpublish(ctx context.Context) error {
 		return fmt.Errorf("unpublish: %w", err)
 	}
 	return nil
+}
+
+// unpublishRetrying calls NodeUnpublishVolume until it succeeds, as kubelet
+// does. The driver's rotation reconciler can rewrite the volume's files while
+// an unpublish runs, and the driver then fails to remove a directory that is
+// not empty; kubelet's next try succeeds. Retries stop after 30 seconds.
+func (v *Volume) unpublishRetrying(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req := &csi.NodeUnpublishVolumeRequest{VolumeId: v.VolumeID, TargetPath: v.TargetPath}
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		_, err := v.driver.node.NodeUnpublishVolume(ctx, req)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("NodeUnpublishVolume %s: %w", v.TargetPath, err)
+		case <-time.After(delay):
+		}
+	}
 }
 
 // MountType returns the file-system type mounted at dir ("tmpfs"), or ""
