@@ -15,8 +15,7 @@ import (
 // TestRedirects uses test HTTP servers, not Vault: the point is where a
 // server's 307 may send the provider, and a hostile server is what makes
 // one to a metadata address. The active node is a stand-in answering the
-// read; a test against a real Vault standby (request forwarding off) comes
-// with the HA test bed.
+// read; provider's TestRealStandbyRedirect runs a real Vault standby.
 func TestRedirects(t *testing.T) {
 	var activeHits atomic.Int32
 	active := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -77,15 +77,18 @@ func TestTemplatesExpansionAndPKIFiles(t *testing.T) {
 	shared(t)
 	renderVault(t)
 	kv := bed.vault.Client.KVv2("secret")
+	kvVersions := map[string]int{}
 	for path, data := range map[string]map[string]any{
 		"e2e/render/db":       {"username": "render-user", "password": "render-pass-1"},
 		"e2e/render/app":      {"api_key": "k-1", "region": "eu"},
 		"e2e/render/tree/web": {"user": "w"},
 		"e2e/render/tree/api": {"user": "a", "token": "t"},
 	} {
-		if _, err := kv.Put(t.Context(), path, data); err != nil {
+		s, err := kv.Put(t.Context(), path, data)
+		if err != nil {
 			t.Fatal(err)
 		}
+		kvVersions[path] = s.VersionMetadata.Version
 	}
 	applyClass(t, e2eNS, "render", map[string]string{"roleName": renderRole, "objects": renderObjects},
 		map[string]any{"secretName": "e2e-render-tls", "type": "kubernetes.io/tls", "data": []map[string]string{
@@ -136,8 +139,9 @@ func TestTemplatesExpansionAndPKIFiles(t *testing.T) {
 	}
 
 	versions := objectVersions(t, pod, "render")
-	if v := versions["app/api_key"]; !strings.HasPrefix(v, "kv2:1:") || len(v) <= len("kv2:1:") {
-		t.Errorf("version of app/api_key = %q, want kv2:1:<HMAC> in SecretProviderClassPodStatus", v)
+	wantPrefix := fmt.Sprintf("kv2:%d:", kvVersions["e2e/render/app"])
+	if v := versions["app/api_key"]; !strings.HasPrefix(v, wantPrefix) || len(v) <= len(wantPrefix) {
+		t.Errorf("version of app/api_key = %q, want %s<HMAC> in SecretProviderClassPodStatus", v, wantPrefix)
 	}
 	if v := versions["pgpass"]; v == "" || strings.HasPrefix(v, "kv2:") {
 		t.Errorf("version of pgpass = %q, want an HMAC (a template has no one KV version)", v)

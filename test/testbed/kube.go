@@ -85,6 +85,9 @@ type Kube struct {
 	Dynamic dynamic.Interface
 	// KubeconfigPath is an admin kubeconfig for child processes (kubectl, helm).
 	KubeconfigPath string
+	// EtcdURL is the apiserver's etcd, which also holds NewVaultHA's storage
+	// under a prefix of its own.
+	EtcdURL string
 	// Dir holds the certificates, etcd's data and the logs.
 	Dir string
 
@@ -185,11 +188,11 @@ func NewKube(ctx context.Context, opts KubeOptions) (_ *Kube, err error) {
 		}
 	}
 
-	etcdURL, err := k.startEtcd(ctx, etcdBin)
+	k.EtcdURL, err = k.startEtcd(ctx, etcdBin)
 	if err != nil {
 		return nil, err
 	}
-	if err := k.startAPIServer(ctx, apiserverBin, etcdURL, opts.ExtraAPIServerFlags); err != nil {
+	if err := k.startAPIServer(ctx, apiserverBin, k.EtcdURL, opts.ExtraAPIServerFlags); err != nil {
 		return nil, err
 	}
 
