@@ -394,3 +394,22 @@ func TestDestroy(t *testing.T) {
 		t.Fatalf("after destroy: %v, %+v\n%s", err, sum, out)
 	}
 }
+
+// TestPlanSealedVault: a plan against a sealed Vault says so, and names what
+// unseals it, rather than passing on Vault's 503; a plan that also deploys
+// counts configure as pending, as on a new cluster.
+func TestPlanSealedVault(t *testing.T) {
+	b := startBed(t)
+	if err := b.vault.Client.Sys().SealWithContext(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.runner(t, seedForBed(t))
+	_, err := r.Plan(t.Context(), Stages{Configure: true})
+	if err == nil || !strings.Contains(err.Error(), "is sealed") || !strings.Contains(err.Error(), "kubectl -n vault get pods -L vault-sealed") {
+		t.Fatalf("plan of a sealed Vault: %v; want it named sealed, with what to look at", err)
+	}
+	r, out := b.runner(t, seedForBed(t))
+	if _, err := r.Plan(t.Context(), both); err != nil || !strings.Contains(out.String(), "configure: + everything declared") || !strings.Contains(out.String(), "is sealed") {
+		t.Fatalf("plan of deploy and a sealed Vault: %v\n%s", err, out)
+	}
+}

@@ -115,6 +115,9 @@ func (r *Runner) Plan(ctx context.Context, st Stages) (Summary, error) {
 		if err == nil {
 			p, err = r.planConfigure(ctx, st.Deploy)
 		}
+		if err != nil {
+			err = r.unready(ctx, err)
+		}
 		var ue *url.Error
 		if (vaultIsNew && errors.As(err, &ue)) || (st.Deploy && errors.Is(err, errNotYet)) {
 			// A first plan on a new cluster: the Vault that deploy creates
@@ -306,6 +309,32 @@ func (r *Runner) planConfigure(ctx context.Context, beforeDeploy bool) (*vaultco
 	}
 	return p, nil
 }
+
+// unready explains a failed read of Vault when Vault answers but is sealed
+// or not initialised, which it reports only as a 503 otherwise: a Vault the
+// operator has not finished with yet.
+func (r *Runner) unready(ctx context.Context, err error) error {
+	h, herr := r.Vault.Sys().HealthWithContext(ctx)
+	if herr != nil || (h.Initialized && !h.Sealed) {
+		return err
+	}
+	state := "sealed"
+	if !h.Initialized {
+		state = "not initialised"
+	}
+	hint := ""
+	if d := r.Prepared.Deploy; d != nil {
+		hint = fmt.Sprintf(" (kubectl -n %s get pods -L vault-sealed)", d.Namespace)
+	}
+	return notYetError(fmt.Sprintf("configure: Vault at %s is %s, so nothing can be read from it: the operator initialises and unseals it once its pods run%s; apply waits for that",
+		r.Vault.Address(), state, hint))
+}
+
+// notYetError is an errNotYet whose message says it all.
+type notYetError string
+
+func (e notYetError) Error() string        { return string(e) }
+func (e notYetError) Is(target error) bool { return target == errNotYet }
 
 // readyVault makes Vault ready for the configure stage. After deploy, it
 // waits for what deploy made: with a forward, for the operators, etcd and

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -52,24 +51,13 @@ func TestMain(m *testing.M) {
 type closer struct{ m *testing.M }
 
 func (c *closer) Run() int {
-	code := c.m.Run()
-	var errs []error
-	if bed.vault != nil {
-		errs = append(errs, bed.vault.Close())
-	}
-	if bed.kube != nil {
-		errs = append(errs, bed.kube.Close())
-	}
-	if bed.dir != "" {
-		errs = append(errs, os.RemoveAll(bed.dir))
-	}
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos: close:", err)
-		if code == 0 {
-			code = 1
+	return testbed.RunThen(c.m, "chaos: close", func() error {
+		errs := []error{bed.vault.Close(), bed.kube.Close()}
+		if bed.dir != "" {
+			errs = append(errs, os.RemoveAll(bed.dir))
 		}
-	}
-	return code
+		return errors.Join(errs...)
+	})
 }
 
 // shared starts kube and a configured Vault once, and builds the provider.

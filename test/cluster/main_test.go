@@ -31,16 +31,7 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := m.Run()
-	if bed.cluster != nil {
-		if err := bed.cluster.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "cluster: close:", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbed.RunThen(m, "cluster: close", func() error { return bed.cluster.Close() }))
 }
 
 // shared starts, once: the cluster, Vault (seeded with the user's scenario),

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,29 +35,15 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := m.Run()
-	if bed.provider != nil {
-		// After every test: the whole suite's logs against everything it used.
-		if err := checkLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e:", err)
-			code = 1
-		}
-	}
-	if bed.kube != nil || bed.vault != nil {
-		if err := closeBed(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: close:", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbed.RunThen(m, "e2e", closeBed))
 }
 
+// closeBed checks, after every test, the whole suite's logs against
+// everything it used, then stops the bed.
 func closeBed() error {
 	var errs []error
 	if bed.provider != nil {
-		errs = append(errs, bed.provider.Close())
+		errs = append(errs, checkLeaks(), bed.provider.Close())
 	}
 	if bed.driver != nil {
 		errs = append(errs, bed.driver.Close())

@@ -46,16 +46,7 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := m.Run()
-	if bed.cluster != nil {
-		if err := bed.cluster.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "seed: close:", err)
-			if code == 0 {
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbed.RunThen(m, "seed: close", func() error { return bed.cluster.Close() }))
 }
 
 // shared starts the cluster once, with volumes for etcd's and Vault's
