@@ -610,29 +610,36 @@ func TestLint(t *testing.T) {
 }
 
 // TestReadmeCommands renders the chart with the values of every
-// `helm ... charts/vault-csi-provider` command in the chart's README (its
-// --set flags and -f files), so the commands shown keep matching the chart:
-// the schema rejects a value that does not exist.
+// `helm ... charts/vault-csi-provider` command in the chart's README, the
+// project's README and docs/ (its --set flags and -f files), so the
+// commands shown keep matching the chart: the schema rejects a value that
+// does not exist.
 func TestReadmeCommands(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join(chartDir(t), "README.md"))
+	docs, err := filepath.Glob(moduleDir(t, "docs", "*.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cmds []string
-	var cur strings.Builder
-	for line := range strings.SplitSeq(string(readme), "\n") {
-		line = strings.TrimSpace(line)
-		cont := strings.HasSuffix(line, `\`)
-		cur.WriteString(strings.TrimSuffix(line, `\`) + " ")
-		if !cont {
-			if c := strings.TrimSpace(cur.String()); strings.HasPrefix(c, "helm ") && strings.Contains(c, " charts/vault-csi-provider") {
-				cmds = append(cmds, c)
+	for _, path := range append([]string{filepath.Join(chartDir(t), "README.md"), moduleDir(t, "README.md")}, docs...) {
+		text, err := os.ReadFile(path) //nolint:gosec // G304: the module's own docs
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cur strings.Builder
+		for line := range strings.SplitSeq(string(text), "\n") {
+			line = strings.TrimSpace(line)
+			cont := strings.HasSuffix(line, `\`)
+			cur.WriteString(strings.TrimSuffix(line, `\`) + " ")
+			if !cont {
+				if c := strings.TrimSpace(cur.String()); strings.HasPrefix(c, "helm ") && strings.Contains(c, " charts/vault-csi-provider") {
+					cmds = append(cmds, c)
+				}
+				cur.Reset()
 			}
-			cur.Reset()
 		}
 	}
-	if len(cmds) < 2 {
-		t.Fatalf("found %d helm commands for the chart in its README, want the install examples", len(cmds))
+	if len(cmds) < 4 {
+		t.Fatalf("found %d helm commands for the chart in the READMEs and docs, want the install examples", len(cmds))
 	}
 	for _, c := range cmds {
 		t.Run(c, func(t *testing.T) {
@@ -650,6 +657,10 @@ func TestReadmeCommands(t *testing.T) {
 					}
 				case "-f", "--values":
 					i++
+					if !strings.HasPrefix(args[i], "examples/") {
+						t.Logf("-f %s: the reader's own file", args[i])
+						continue
+					}
 					file, err := chartutil.ReadValuesFile(moduleDir(t, args[i]))
 					if err != nil {
 						t.Fatal(err)
