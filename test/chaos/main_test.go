@@ -74,7 +74,9 @@ func shared(t *testing.T) {
 }
 
 func startBed() (err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// The provider is built here: with a cold Go build cache (a fresh
+	// machine) that compiles for minutes on 2 cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	if bed.dir, err = os.MkdirTemp("", "chaos-"); err != nil {
 		return err

@@ -42,7 +42,9 @@ func shared(t testing.TB) *testbed.Cluster {
 		t.Skip("starts a real cluster; skipped under -short")
 	}
 	bed.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		// InstallProvider builds the provider's image: with a cold Go build
+		// cache (a fresh machine) that compiles for minutes on 2 cores.
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 		defer cancel()
 		start := time.Now()
 		c, err := testbed.NewCluster(ctx, testbed.ClusterOptions{})

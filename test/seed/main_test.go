@@ -46,7 +46,13 @@ var bed struct {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(testbed.RunThen(m, "seed: close", func() error { return bed.cluster.Close() }))
+	os.Exit(testbed.RunThen(m, "seed: close", func() error {
+		err := bed.cluster.Close()
+		if bed.setupBin != "" {
+			err = errors.Join(err, os.RemoveAll(filepath.Dir(bed.setupBin)))
+		}
+		return err
+	}))
 }
 
 // shared starts the cluster once, with volumes for etcd's and Vault's
@@ -68,13 +74,29 @@ func shared(t testing.TB) *testbed.Cluster {
 }
 
 func start() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	root, err := testbed.ModuleRoot()
 	if err != nil {
 		return err
 	}
 	bed.root = root
+	// The build comes first, under a deadline of its own: with a cold Go
+	// build cache (a fresh machine) it compiles helm and client-go for
+	// minutes, which must not eat the cluster's start deadline (it did).
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancelBuild()
+	binDir, err := os.MkdirTemp("", "seed-setup-")
+	if err != nil {
+		return err
+	}
+	bed.setupBin = filepath.Join(binDir, "vault-oke-setup")
+	build := exec.CommandContext(buildCtx, "go", "build", "-o", bed.setupBin, "./cmd/vault-oke-setup")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build vault-oke-setup: %w\n%s", err, out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	c, err := testbed.NewCluster(ctx, testbed.ClusterOptions{})
 	if err != nil {
 		return err
@@ -83,12 +105,6 @@ func start() error {
 	// 3 etcd members and 3 Vault pods (Raft) claim one volume each.
 	if err := c.AddVolumes(ctx, 8, "100Gi"); err != nil {
 		return err
-	}
-	bed.setupBin = filepath.Join(c.Dir, "vault-oke-setup")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bed.setupBin, "./cmd/vault-oke-setup")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build vault-oke-setup: %w\n%s", err, out)
 	}
 	// The operator's chart from the module setup pins (the bed cannot reach
 	// ghcr.io): what --operator-chart is for.
