@@ -80,7 +80,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
 	}
-	mb := s.opts.Budget.Mount(s.opts.MaxMountBytes)
+	mb := s.opts.Budget.Mount(m.Pod.Namespace, s.opts.MaxMountBytes)
 	defer mb.Close() // on success too: the files are the gRPC server's now
 	sess := &session{
 		logins: s.opts.Logins,

@@ -35,7 +35,7 @@ func (p *Pool) Used() int64 { return p.used.Load() }
 
 // Mount opens a mount's budget of limit bytes, drawn from p. Close it when
 // the mount ends. A nil pool gives a nil budget, which charges nothing.
-func (p *Pool) Mount(limit int64) *Mount {
+func (p *Pool) Mount(_ string, limit int64) *Mount {
 	if p == nil {
 		return nil
 	}

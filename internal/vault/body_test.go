@@ -66,7 +66,7 @@ func TestBodiesBounded(t *testing.T) {
 			defer srv.Close()
 			base := baseClient(t, srv.URL, config.Addresses{})
 			pool := budget.NewPool(1 << 30)
-			mb := pool.Mount(tc.budget)
+			mb := pool.Mount("", tc.budget)
 			_, err := Do(t.Context(), base, redact.New("t"), Request{Method: http.MethodGet, Path: "kv/a", Budget: mb})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Do = %v; want %v", err, tc.want)
