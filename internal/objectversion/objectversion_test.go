@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -129,5 +131,125 @@ func TestVersionRevealsNothing(t *testing.T) {
 		if v == base64.RawURLEncoding.EncodeToString(sum[:]) {
 			t.Error("the version is a plain hash: anyone could test guesses against it")
 		}
+	}
+}
+
+// follow runs k.Run until the test ends and returns a poll of k.Key.
+func follow(t *testing.T, k *Keys) func() []byte {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return func() []byte {
+		key, err := k.Key(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+}
+
+// waitKey polls key until it returns want (or, with want nil, anything but
+// not) within 10 s.
+func waitKey(t *testing.T, key func() []byte, want, not []byte) []byte {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := key()
+		if (want != nil && bytes.Equal(got, want)) || (want == nil && !bytes.Equal(got, not)) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key %x: want %x (or not %x) within 10s", got, want, not)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func secretKey(t *testing.T, client *fake.Clientset) []byte {
+	t.Helper()
+	s, err := client.CoreV1().Secrets("csi").Get(t.Context(), "hmac", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Data[keyField]
+}
+
+func replaceSecret(t *testing.T, client *fake.Clientset, key []byte) {
+	t.Helper()
+	secrets := client.CoreV1().Secrets("csi")
+	if err := secrets.Delete(t.Context(), "hmac", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secrets.Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "hmac"}, Data: map[string][]byte{keyField: key}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeysFollowTheSecret: the key's life follows its Secret. Deleted, the
+// next Key recreates it with a new key; replaced by someone else, their key
+// is taken; another Secret in the namespace changes nothing. The fake
+// clientset (client-go's, with a working watch) stands in for the apiserver;
+// test/e2e TestHMACKeyConverges checks the same with provider processes on
+// a real one.
+func TestKeysFollowTheSecret(t *testing.T) {
+	client := fake.NewClientset()
+	key := follow(t, NewKeys(client, "csi", "hmac"))
+	first := key()
+	if !bytes.Equal(secretKey(t, client), first) {
+		t.Fatal("the key is not the Secret's")
+	}
+
+	if err := client.CoreV1().Secrets("csi").Delete(t.Context(), "hmac", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second := waitKey(t, key, nil, first)
+	if !bytes.Equal(secretKey(t, client), second) {
+		t.Fatal("after the delete, the new key is not in a recreated Secret")
+	}
+
+	theirs := bytes.Repeat([]byte{9}, keyLen)
+	replaceSecret(t, client, theirs)
+	waitKey(t, key, theirs, nil)
+
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Data: map[string][]byte{keyField: bytes.Repeat([]byte{1}, keyLen)}}
+	if _, err := client.CoreV1().Secrets("csi").Create(t.Context(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // give a wrong handler its chance: nothing to poll for
+	if got := key(); !bytes.Equal(got, theirs) {
+		t.Fatalf("another Secret changed the key to %x", got)
+	}
+}
+
+// TestKeysResyncWithoutWatch: with a watch that never delivers (a broken
+// connection the client has not noticed, staged with the fake clientset's
+// watch reactor), a replaced Secret is still taken within the resync period.
+func TestKeysResyncWithoutWatch(t *testing.T) {
+	client := fake.NewClientset()
+	client.PrependWatchReactor("secrets", func(k8stesting.Action) (bool, watch.Interface, error) {
+		return true, watch.NewFake(), nil
+	})
+	k := NewKeys(client, "csi", "hmac")
+	k.resync = 50 * time.Millisecond
+	key := follow(t, k)
+	first := key()
+	theirs := bytes.Repeat([]byte{9}, keyLen)
+	replaceSecret(t, client, theirs)
+	waitKey(t, key, theirs, first)
+
+	// Deleted and not yet recreated by anyone: the next Key makes a new one.
+	if err := client.CoreV1().Secrets("csi").Delete(t.Context(), "hmac", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := waitKey(t, key, nil, theirs)
+	if !bytes.Equal(secretKey(t, client), fresh) {
+		t.Fatal("the new key is not in a recreated Secret")
 	}
 }
