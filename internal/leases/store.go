@@ -29,6 +29,9 @@ const (
 	callTimeout = 10 * time.Second
 	// renewers bounds the renewals in flight.
 	renewers = 4
+	// perTarget bounds the renewals in flight to one Vault (address and
+	// namespace).
+	perTarget = 2
 )
 
 // Key names one remembered response. Its parts are opaque digests or names,
@@ -49,6 +52,11 @@ type Issuer struct {
 	TTL       time.Duration // the login's TTL, asked for again on renewal
 	Renewable bool
 	Expires   time.Time // zero: the token never expires
+	// Target is the Vault (address and namespace) the lease lives in.
+	Target string
+	// Role names the Vault role that logged in, auth/<mount>/role/<name>,
+	// for the operator: it is where a missing policy is fixed.
+	Role string
 }
 
 // Store remembers responses that carry a lease. It is bounded (LRU); an
