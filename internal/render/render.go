@@ -14,8 +14,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
-
-	"go.yaml.in/yaml/v3"
+	"unicode"
 )
 
 // Limits of one execution, so that its time and memory are bounded
@@ -355,40 +354,29 @@ func (t *Template) funcs() template.FuncMap {
 		"printf":   t.printf,
 		"print":    func(args ...any) (string, error) { return t.sprint(args, false) },
 		"println":  func(args ...any) (string, error) { return t.sprint(args, true) },
-		"html":     t.escaper(template.HTMLEscapeString),
-		"js":       t.escaper(template.JSEscapeString),
-		"urlquery": t.escaper(url.QueryEscape),
+		"html":     t.escaper(template.HTMLEscapeString, htmlSize),
+		"js":       t.escaper(template.JSEscapeString, jsSize),
+		"urlquery": t.escaper(url.QueryEscape, urlSize),
 		"base64Encode": func(s string) (string, error) {
+			if err := t.reserve(base64.StdEncoding.EncodedLen(len(s))); err != nil {
+				return "", err
+			}
 			return t.made(base64.StdEncoding.EncodeToString([]byte(s)))
 		},
 		"base64Decode": func(s string) (string, error) {
-			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+			s = strings.TrimSpace(s)
+			if err := t.reserve(base64.StdEncoding.DecodedLen(len(s))); err != nil {
+				return "", err
+			}
+			b, err := base64.StdEncoding.DecodeString(s)
 			if err != nil {
 				return "", &safeError{"the value is not valid base64"}
 			}
 			return t.made(string(b))
 		},
-		"toJSON": func(v any) (string, error) {
-			b, err := json.Marshal(v)
-			if err != nil {
-				return "", &safeError{"the value cannot be written as JSON"}
-			}
-			return t.made(string(b))
-		},
-		"toJSONPretty": func(v any) (string, error) {
-			b, err := json.MarshalIndent(v, "", "  ")
-			if err != nil {
-				return "", &safeError{"the value cannot be written as JSON"}
-			}
-			return t.made(string(b))
-		},
-		"toYAML": func(v any) (string, error) {
-			b, err := yaml.Marshal(plain(v))
-			if err != nil {
-				return "", &safeError{"the value cannot be written as YAML"}
-			}
-			return t.made(strings.TrimSuffix(string(b), "\n"))
-		},
+		"toJSON":       func(v any) (string, error) { return t.toJSON(v, 0) },
+		"toJSONPretty": func(v any) (string, error) { return t.toJSON(v, 2) },
+		"toYAML":       t.toYAML,
 		"default": func(def, v any) any {
 			if empty(v) {
 				return def
@@ -403,8 +391,8 @@ func (t *Template) funcs() template.FuncMap {
 		},
 		"join":      t.join,
 		"trimSpace": strings.TrimSpace,
-		"toUpper":   func(s string) (string, error) { return t.made(strings.ToUpper(s)) },
-		"toLower":   func(s string) (string, error) { return t.made(strings.ToLower(s)) },
+		"toUpper":   t.mapCase(strings.ToUpper, unicode.ToUpper),
+		"toLower":   t.mapCase(strings.ToLower, unicode.ToLower),
 	}
 }
 
@@ -427,34 +415,6 @@ func empty(v any) bool {
 		return len(t) == 0
 	}
 	return false
-}
-
-// plain turns json.Number (how Vault's numbers are decoded) into numbers,
-// so YAML writes 5432 rather than "5432".
-func plain(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		if f, err := t.Float64(); err == nil {
-			return f
-		}
-		return t.String()
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			out[k] = plain(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = plain(e)
-		}
-		return out
-	}
-	return v
 }
 
 // text/template's errors read "template: t:LINE[:COL]: ...".
