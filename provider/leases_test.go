@@ -232,7 +232,7 @@ func TestLeaseClientOnRealVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := clients.Client(v.Addr, "", config.TLS{})
+	base, err := clients.Client(ctx, v.Addr, "", config.TLS{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -76,7 +75,7 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	if err != nil {
 		return m, nil, err
 	}
-	base, err := s.opts.Clients.Client(m.VaultAddress, m.VaultNamespace, m.TLS)
+	base, err := s.opts.Clients.Client(ctx, m.VaultAddress, m.VaultNamespace, m.TLS)
 	if err != nil {
 		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
 	}
@@ -86,6 +85,8 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 		logins: s.opts.Logins,
 		key:    key,
 		leases: s.leaseKey(m, jwt),
+		target: m.VaultAddress + " " + m.VaultNamespace,
+		role:   "auth/" + m.AuthMountPath + "/role/" + m.Role,
 		budget: mb,
 		login: func(ctx context.Context) (vault.Login, error) {
 			lg, err := vault.LoginJWT(ctx, base, m.AuthMountPath, m.Role, jwt, mb)
@@ -128,6 +129,9 @@ type session struct {
 	key    string
 	// leases is the mount's part of lease-store keys; nil: not remembered.
 	leases *leases.Key
+	// target (Vault address and namespace) and role are what the lease
+	// store bounds renewals by and names in warnings.
+	target, role string
 	// budget is charged for every response the mount holds.
 	budget *budget.Mount
 	login  func(context.Context) (vault.Login, error)
@@ -259,12 +263,7 @@ func (s *Server) versions(ctx context.Context, files []file) []*v1alpha1.ObjectV
 	for i, f := range files {
 		var v string
 		if key != nil {
-			spec, _ := json.Marshal(f.object) // plain data: cannot fail
-			if f.path != f.object.Name {
-				// JSON holds no raw NUL, so the path stays apart from it.
-				spec = append(append(spec, 0), f.path...)
-			}
-			v = objectversion.Version(key, spec, f.contents)
+			v = objectversion.Version(key, f.versionSpec(), f.contents)
 		}
 		if f.kv2 != "" {
 			v = objectversion.KV2(f.kv2, v)

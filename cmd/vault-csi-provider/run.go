@@ -104,6 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		opts.LeaseScope = f.dynamicScope
 	}
+	var keys *objectversion.Keys // run below: the HMAC key follows its Secret
 	kube, err := kubeClient(f.kubeconfig)
 	switch {
 	case err != nil && f.tokenRequestFallback:
@@ -123,7 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				return fmt.Errorf("no namespace for the HMAC secret: set -hmac-secret-namespace or $POD_NAMESPACE")
 			}
 		}
-		opts.Keys = objectversion.NewKeys(kube, ns, f.hmacSecretName)
+		keys = objectversion.NewKeys(kube, ns, f.hmacSecretName)
+		opts.Keys = keys
 		if f.tokenRequestFallback {
 			opts.Tokens = &auth.TokenRequester{Client: kube}
 		}
@@ -150,6 +152,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var serving atomic.Bool
 
 	g, ctx := errgroup.WithContext(ctx)
+	if keys != nil {
+		g.Go(func() error { return keys.Run(ctx) })
+	}
 	if opts.Leases != nil {
 		g.Go(func() error {
 			opts.Leases.Run(ctx) // renews remembered leases until shutdown
@@ -309,7 +314,7 @@ func vaultHealth(ctx context.Context, clients *vault.Clients, d config.Defaults)
 	if addr == "" {
 		addr = config.DefaultVaultAddress
 	}
-	c, err := clients.Client(addr, d.VaultNamespace, d.TLS)
+	c, err := clients.Client(ctx, addr, d.VaultNamespace, d.TLS)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func baseClient(t *testing.T, addr string, allowed config.Addresses) *api.Client
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := clients.Client(addr, "", config.TLS{})
+	base, err := clients.Client(t.Context(), addr, "", config.TLS{})
 	if err != nil {
 		t.Fatal(err)
 	}

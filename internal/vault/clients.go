@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -58,7 +59,10 @@ type cached struct {
 // again: kubelet swaps a mounted Secret's files in place when the Secret
 // changes (Vault's operator rotating its CA, or a Vault made anew), and a
 // provider holding the old CA would fail every mount until restarted.
-func (c *Clients) Client(addr, namespace string, tls config.TLS) (*api.Client, error) {
+func (c *Clients) Client(ctx context.Context, addr, namespace string, tls config.TLS) (*api.Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	key := clientKey(addr, namespace, tls)
 	files := tlsFilesState(tls)
 	c.mu.Lock()

@@ -59,7 +59,7 @@ func TestClientsIgnoreTheEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{"", "team-a"} {
-		base, err := clients.Client(srv.URL, ns, config.TLS{})
+		base, err := clients.Client(t.Context(), srv.URL, ns, config.TLS{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestClientsFollowACARotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	health := func() error {
-		cl, err := clients.Client(current.URL, "", config.TLS{CACert: ca})
+		cl, err := clients.Client(t.Context(), current.URL, "", config.TLS{CACert: ca})
 		if err != nil {
 			return err
 		}
@@ -161,8 +161,8 @@ func TestClientsFollowACARotation(t *testing.T) {
 	if err := health(); err != nil {
 		t.Errorf("after the CA file changed: %v", err)
 	}
-	first, _ := clients.Client(current.URL, "", config.TLS{CACert: ca})
-	again, _ := clients.Client(current.URL, "", config.TLS{CACert: ca})
+	first, _ := clients.Client(t.Context(), current.URL, "", config.TLS{CACert: ca})
+	again, _ := clients.Client(t.Context(), current.URL, "", config.TLS{CACert: ca})
 	if first != again {
 		t.Error("an unchanged CA file made a new client")
 	}
