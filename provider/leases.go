@@ -53,6 +53,8 @@ func (s *Server) readLeased(ctx context.Context, base *api.Client, sess *session
 		TTL:       lg.TTL,
 		Renewable: lg.Renewable,
 		Expires:   lg.Expires,
+		Target:    sess.target,
+		Role:      sess.role,
 	}
 	return s.opts.Leases.Get(ctx, k, iss, read)
 }

@@ -41,8 +41,18 @@
 // of its token, is re-issued on the next mount rather than served on. That
 // costs one lookup per object per poll, which creates nothing in Vault.
 //
+// A pass never waits for a renewal: each runs in a goroutine of its own
+// with a timeout, at most a few at a time per Vault (address and namespace)
+// and a few dozen in all, so a Vault that never answers delays only its own
+// leases.
+//
 // Forgetting never revokes: a pod may still use the credentials until their
 // lease ends. Only RevokePod does, for a pod that is gone
-// (-revoke-on-pod-delete, fed by internal/podwatch). After a provider restart
-// memory is empty and each pod's dynamic objects are issued once more.
+// (-revoke-on-pod-delete, fed by internal/podwatch): its leases are
+// forgotten, so never renewed again, and revoked where the role's policy
+// allows sys/leases/revoke (a role whose policy does not is warned of once).
+// Recently deleted pods are remembered, so a lease stored by a mount that
+// was still in flight when its pod went is revoked at once. After a provider
+// restart memory is empty and each pod's dynamic objects are issued once
+// more.
 package leases

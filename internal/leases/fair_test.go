@@ -134,14 +134,13 @@ func TestPanicInRenewalFailsOnlyThatRenewal(t *testing.T) {
 	r.getFrom(iss, "pod", "bad", pv.bad)
 	r.getFrom(iss, "pod", "good", "database/creds/app/good")
 	r.advance(20 * time.Minute)
-	r.store.renewDue(context.Background())
-	waitFor(t, "the other lease renewed", func() bool {
-		_, renewals, _ := pv.counts()
-		return renewals == 1
-	})
-	waitFor(t, "the panic logged", func() bool {
-		return strings.Contains(r.logs.String(), "panicked")
-	})
+	r.pass()
+	if _, renewals, _ := pv.counts(); renewals != 1 {
+		t.Errorf("%d renewals, want the other lease's", renewals)
+	}
+	if !strings.Contains(r.logs.String(), "panicked") {
+		t.Errorf("the panic is not logged:\n%s", r.logs.String())
+	}
 	if strings.Contains(r.logs.String(), pv.bad) {
 		t.Errorf("the lease ID reached the log:\n%s", r.logs.String())
 	}
@@ -157,10 +156,10 @@ func TestPanicInRenewalFailsOnlyThatRenewal(t *testing.T) {
 func TestDeletedPodLeases(t *testing.T) {
 	r := newRig(t, 10, dbLease)
 	r.token.Role = "auth/kubernetes/role/app"
-	r.vault.err = &vault.Error{Status: 403, Msg: "permission denied"}
 	r.getFrom(r.token, "denied", "creds", "database/creds/app/denied")
-	r.vault.err = nil
+	r.vault.err = &vault.Error{Status: 403, Msg: "permission denied"}
 	r.store.RevokePod(context.Background(), "denied")
+	r.vault.err = nil
 
 	var wg sync.WaitGroup
 	r.store.RevokePod(context.Background(), "late") // before its mount stored anything
@@ -175,8 +174,7 @@ func TestDeletedPodLeases(t *testing.T) {
 		t.Errorf("%d leases remembered for deleted pods, want 0", r.store.Len())
 	}
 	r.advance(20 * time.Minute)
-	r.store.renewDue(context.Background())
-	time.Sleep(50 * time.Millisecond) // a renewal, if one were started, would be counted by now
+	r.pass()
 	if _, renewals, _ := r.vault.counts(); renewals != 0 {
 		t.Errorf("%d renewals of deleted pods' leases, want 0", renewals)
 	}
@@ -189,6 +187,7 @@ func TestRevokeDeniedWarnsOncePerRole(t *testing.T) {
 	r := newRig(t, 10, dbLease)
 	app, other := r.token, r.token
 	app.Role, other.Role = "auth/kubernetes/role/app", "auth/kubernetes/role/other"
+	other.Token = "token-2" // a login of the other role
 	for _, pod := range []string{"a", "b", "c"} {
 		r.getFrom(app, pod, "creds", "database/creds/app/"+pod)
 	}

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/panics"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
@@ -25,13 +25,24 @@ const (
 	minWait = 500 * time.Millisecond
 	// retryAfter is when a renewal that got no answer is tried again.
 	retryAfter = 30 * time.Second
-	// callTimeout bounds one renewal in the background.
+	// callTimeout bounds one renewal or revocation in the background.
 	callTimeout = 10 * time.Second
-	// renewers bounds the renewals in flight.
-	renewers = 4
-	// perTarget bounds the renewals in flight to one Vault (address and
-	// namespace).
+	// renewers bounds the renewals in flight in all, and perTarget those to
+	// one Vault (address and namespace): a Vault that never answers holds
+	// perTarget of them for callTimeout at a time, and the others go on. It
+	// takes renewers/perTarget such Vaults, each with leases remembered
+	// (-allowed-vault-addresses keeps classes from naming them), to hold
+	// every renewal.
+	renewers  = 32
 	perTarget = 2
+	// goneSize is how many deleted pods are remembered, so that a lease
+	// stored after its pod's delete event (by a mount still in flight) is
+	// revoked at once: far more pods than a node deletes within a mount's
+	// deadline.
+	goneSize = 4096
+	// warnedSize bounds the roles already warned that their policy does not
+	// allow sys/leases/revoke.
+	warnedSize = 1024
 )
 
 // Key names one remembered response. Its parts are opaque digests or names,
@@ -75,6 +86,14 @@ type Store struct {
 	// Run that it moved earlier.
 	next time.Time
 	wake chan struct{}
+	// running and targets count the renewals in flight, in all and per
+	// Issuer.Target; calls holds them, so Run returns after them.
+	running int
+	targets map[string]int
+	calls   sync.WaitGroup
+	// gone is the pods deleted lately (by UID), warned the roles whose
+	// policy was found not to allow revocation.
+	gone, warned *lru.Cache[string, struct{}]
 	// stats count what the store did, for metrics.
 	reused, issued, renewed, dropped, revoked atomic.Uint64
 }
@@ -106,13 +125,17 @@ type entry struct {
 	end     time.Time   // when the lease ends, as last known
 	renewAt time.Time   // zero: not renewed (not renewable, or max TTL reached)
 	tok     *token
+	busy    bool // a renewal is in flight
 }
 
 type token struct {
 	vault   Vault
+	target  string
+	role    string
 	ttl     time.Duration
 	end     time.Time // zero: never
 	renewAt time.Time // zero: not renewed
+	busy    bool      // a renewal is in flight
 }
 
 // New returns a store holding at most size responses and maxBytes bytes.
@@ -121,12 +144,18 @@ func New(size int, maxBytes int64, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{maxBytes: maxBytes, tokens: map[string]*token{}, now: time.Now, log: log, wake: make(chan struct{}, 1)}
+	s := &Store{maxBytes: maxBytes, tokens: map[string]*token{}, targets: map[string]int{}, now: time.Now, log: log, wake: make(chan struct{}, 1)}
 	c, err := lru.NewWithEvict(size, func(_ Key, e *entry) { s.bytes -= e.resp.Size })
 	if err != nil {
 		return nil, err
 	}
 	s.lru = c
+	if s.gone, err = lru.New[string, struct{}](goneSize); err != nil {
+		return nil, err
+	}
+	if s.warned, err = lru.New[string, struct{}](warnedSize); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -139,8 +168,13 @@ func (s *Store) Get(ctx context.Context, k Key, iss Issuer, issue func(context.C
 		return resp, err
 	}
 	return cache.Shared(ctx, &s.group, k.Identity+"\x00"+k.Pod+"\x00"+k.Request, issue, func(resp *vault.Response) {
-		if l, ok := vault.LeaseOf(resp.Body); ok {
-			s.remember(k, iss, resp, l)
+		l, ok := vault.LeaseOf(resp.Body)
+		if ok && !s.remember(k, iss, resp, l) {
+			// The pod was deleted while its mount was in flight: what it
+			// was issued is revoked as its other leases were.
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			defer cancel()
+			s.revoke(ctx, &entry{lease: l, tok: &token{vault: iss.Vault, target: iss.Target, role: iss.Role}})
 		}
 	})
 }
@@ -179,13 +213,18 @@ func (s *Store) remembered(ctx context.Context, k Key) (*vault.Response, bool, e
 	return e.resp, true, nil
 }
 
-func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease) {
+// remember keeps resp under k. It returns false, keeping nothing, when k's
+// pod was deleted meanwhile.
+func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if k.Pod != "" && s.gone.Contains(k.Pod) {
+		return false
+	}
 	now := s.now()
 	tok, ok := s.tokens[iss.Token]
 	if !ok {
-		tok = &token{vault: iss.Vault, ttl: iss.TTL, end: iss.Expires}
+		tok = &token{vault: iss.Vault, target: iss.Target, role: iss.Role, ttl: iss.TTL, end: iss.Expires}
 		if iss.Renewable && !iss.Expires.IsZero() {
 			tok.renewAt = iss.Expires.Add(-iss.TTL / 3)
 		}
@@ -196,7 +235,7 @@ func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease)
 		e.renewAt = now.Add(2 * l.TTL / 3)
 	}
 	if !s.usable(e, now) || resp.Size > s.maxBytes {
-		return // too short-lived to serve again, or too large to keep
+		return true // too short-lived to serve again, or too large to keep
 	}
 	s.lru.Remove(k) // replacing an entry does not tell the callback
 	s.lru.Add(k, e)
@@ -207,6 +246,7 @@ func (s *Store) remember(k Key, iss Issuer, resp *vault.Response, l vault.Lease)
 	s.issued.Add(1)
 	s.schedule(e.renewAt)
 	s.schedule(tok.renewAt)
+	return true
 }
 
 // schedule makes Run wake by t (zero: nothing to do). s.mu is held.
@@ -256,13 +296,15 @@ func (s *Store) usable(e *entry, now time.Time) bool {
 	return now.Before(end.Add(-min(e.lease.TTL/5, 5*time.Minute)))
 }
 
-// RevokePod revokes and forgets the leases remembered for the pod (scope
-// pod only: shared leases are never revoked for one pod) and returns how
-// many Vault revoked. A revocation that fails is logged; that lease then
-// ends with its TTL.
+// RevokePod forgets the leases remembered for a deleted pod (scope pod
+// only: shared leases are never revoked for one pod), so they are never
+// renewed again, revokes them, and returns how many Vault revoked. The pod
+// is remembered as deleted, so a lease its mount stores later is revoked
+// too. A revocation that fails is logged; that lease then ends with its TTL.
 func (s *Store) RevokePod(ctx context.Context, uid string) int {
 	var gone []*entry
 	s.mu.Lock()
+	s.gone.Add(uid, struct{}{})
 	for _, k := range s.lru.Keys() {
 		if k.Pod == uid {
 			e, _ := s.lru.Peek(k)
@@ -274,17 +316,39 @@ func (s *Store) RevokePod(ctx context.Context, uid string) int {
 	revoked := 0
 	for _, e := range gone {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		err := e.tok.vault.RevokeLease(cctx, e.lease.ID)
-		cancel()
-		if err != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "could not revoke a deleted pod's dynamic secret; it ends with its lease",
-				slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
-			continue
+		if s.revoke(cctx, e) {
+			revoked++
 		}
-		revoked++
-		s.revoked.Add(1)
+		cancel()
 	}
 	return revoked
+}
+
+// revoke revokes e's lease and reports whether Vault did. A role whose
+// policy does not allow it is warned of once, not once per pod.
+func (s *Store) revoke(ctx context.Context, e *entry) (ok bool) {
+	var err error
+	func() {
+		defer panics.Recover(s.log, "revoking a deleted pod's lease", &err)
+		err = e.tok.vault.RevokeLease(ctx, e.lease.ID)
+	}()
+	switch {
+	case vault.Denied(err):
+		s.mu.Lock()
+		told, _ := s.warned.ContainsOrAdd(e.tok.target+"\x00"+e.tok.role, struct{}{})
+		s.mu.Unlock()
+		if !told {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "the role's policy does not allow update on sys/leases/revoke: deleted pods' dynamic secrets of this role end with their leases (said once per role)",
+				slog.String("role", e.tok.role), slog.String("vault", e.tok.target), slog.String("path", leasePath(e.lease.ID)))
+		}
+	case err != nil:
+		s.log.LogAttrs(ctx, slog.LevelWarn, "could not revoke a deleted pod's dynamic secret; it ends with its lease",
+			slog.String("role", e.tok.role), slog.String("path", leasePath(e.lease.ID)), slog.String("error", err.Error()))
+	default:
+		s.revoked.Add(1)
+		return true
+	}
+	return false
 }
 
 // Len is the number of remembered responses.
@@ -294,8 +358,10 @@ func (s *Store) Len() int {
 	return s.lru.Len()
 }
 
-// Run renews leases, and the tokens they depend on, until ctx ends.
+// Run renews leases, and the tokens they depend on, until ctx ends; it
+// returns once the renewals it started have.
 func (s *Store) Run(ctx context.Context) {
+	defer s.calls.Wait()
 	t := time.NewTimer(s.untilNext())
 	defer t.Stop()
 	for {
@@ -304,14 +370,22 @@ func (s *Store) Run(ctx context.Context) {
 			return
 		case <-s.wake:
 		case <-t.C:
-			s.renewDue(ctx)
+			s.pass(ctx)
 		}
 		t.Reset(s.untilNext())
 	}
 }
 
-// renewDue is one pass: it drops what is no longer usable, then renews the
-// tokens and leases that are due, a few at a time.
+// pass is renewDue, which a bug must not stop for good.
+func (s *Store) pass(ctx context.Context) {
+	defer panics.Recover(s.log, "the lease renewal pass", nil)
+	s.renewDue(ctx)
+}
+
+// renewDue is one pass: it drops what is no longer usable, then starts
+// renewing the tokens and leases that are due. It never waits for a
+// renewal: each runs on its own, within its target's bound, and schedules
+// what follows when it ends.
 func (s *Store) renewDue(ctx context.Context) {
 	type dueLease struct {
 		k Key
@@ -320,6 +394,7 @@ func (s *Store) renewDue(ctx context.Context) {
 	var leases []dueLease
 	tokens := map[*token]bool{} // those that some lease outlives
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.now()
 	used := map[*token]bool{}
 	s.next = time.Time{}
@@ -346,35 +421,59 @@ func (s *Store) renewDue(ctx context.Context) {
 			delete(s.tokens, id)
 		}
 	}
-	s.mu.Unlock()
-
-	// Tokens first: a lease renewal made with a token about to end would
-	// be wasted. Outcomes are recorded per token and lease, so no call
-	// fails the group (nor cancels the others, or the leases' pass).
-	var g errgroup.Group
-	g.SetLimit(renewers)
 	for t := range tokens {
-		g.Go(func() error {
-			s.renewToken(ctx, t)
-			return nil
-		})
+		s.start(ctx, t.target, &t.busy, func(ctx context.Context) { s.renewToken(ctx, t) })
 	}
-	_ = g.Wait()
 	for _, d := range leases {
-		g.Go(func() error {
-			s.renewLease(ctx, d.k, d.e)
-			return nil
-		})
+		if d.e.tok.busy {
+			// A lease renewal made with a token about to end would be
+			// wasted: after the token's.
+			s.schedule(now.Add(minWait))
+			continue
+		}
+		s.start(ctx, d.e.tok.target, &d.e.busy, func(ctx context.Context) { s.renewLease(ctx, d.k, d.e) })
 	}
-	_ = g.Wait()
+}
+
+// start runs renew in a goroutine of its own, with callTimeout, unless it is
+// in flight already (busy) or the bounds are reached, when it is tried again
+// shortly. s.mu is held.
+func (s *Store) start(ctx context.Context, target string, busy *bool, renew func(context.Context)) {
+	if *busy {
+		return // its end schedules what follows
+	}
+	if s.running >= renewers || s.targets[target] >= perTarget {
+		s.schedule(s.now().Add(minWait))
+		return
+	}
+	*busy = true
+	s.running++
+	s.targets[target]++
+	s.calls.Go(func() {
+		defer func() {
+			s.mu.Lock()
+			*busy = false
+			s.running--
+			if s.targets[target]--; s.targets[target] == 0 {
+				delete(s.targets, target)
+			}
+			s.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		renew(ctx)
+	})
 }
 
 // renewToken keeps a token alive that remembered leases would outlive. A
 // refusal stops renewing it; its leases then end with it.
 func (s *Store) renewToken(ctx context.Context, t *token) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	ttl, err := t.vault.RenewToken(ctx, t.ttl)
+	var ttl time.Duration
+	var err error
+	func() {
+		defer panics.Recover(s.log, "renewing the token of remembered leases", &err)
+		ttl, err = t.vault.RenewToken(ctx, t.ttl)
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -398,9 +497,12 @@ func (s *Store) renewToken(ctx context.Context, t *token) {
 // renewLease renews e's lease with its issuing token. A refusal forgets it:
 // Vault no longer knows the lease, or no longer lets it live.
 func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	l, err := e.tok.vault.RenewLease(ctx, e.lease.ID, e.lease.TTL)
+	var l vault.Lease
+	var err error
+	func() {
+		defer panics.Recover(s.log, "renewing a lease", &err)
+		l, err = e.tok.vault.RenewLease(ctx, e.lease.ID, e.lease.TTL)
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()

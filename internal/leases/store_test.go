@@ -135,6 +135,12 @@ func (r *rig) get(k string) string {
 
 func (r *rig) advance(d time.Duration) { r.now = r.now.Add(d) }
 
+// pass runs one renewal pass and waits for the renewals it started.
+func (r *rig) pass() {
+	r.store.renewDue(context.Background())
+	r.store.calls.Wait()
+}
+
 var dbLease = vault.Lease{ID: "database/creds/app/abc", TTL: 30 * time.Minute, Renewable: true}
 
 func TestRemembersOnlyLeasedResponses(t *testing.T) {
@@ -164,12 +170,12 @@ func TestRenewalTiming(t *testing.T) {
 	r := newRig(t, 10, dbLease)
 	first := r.get("creds")
 	r.advance(19 * time.Minute) // before two thirds of 30m
-	r.store.renewDue(context.Background())
+	r.pass()
 	if _, renewals, _ := r.vault.counts(); renewals != 0 {
 		t.Fatalf("%d renewals at 19m of 30m, want 0", renewals)
 	}
 	r.advance(time.Minute) // 20m: two thirds
-	r.store.renewDue(context.Background())
+	r.pass()
 	if _, renewals, _ := r.vault.counts(); renewals != 1 {
 		t.Fatalf("%d renewals at 20m, want 1", renewals)
 	}
@@ -177,7 +183,7 @@ func TestRenewalTiming(t *testing.T) {
 	if got := r.get("creds"); got != first || r.issued != 1 {
 		t.Errorf("at 40m got serial %s after %d issues, want the renewed %s", got, r.issued, first)
 	}
-	r.store.renewDue(context.Background()) // 40m is due again (20m + 2/3 of 30m)
+	r.pass() // 40m is due again (20m + 2/3 of 30m)
 	if _, renewals, _ := r.vault.counts(); renewals != 2 {
 		t.Errorf("%d renewals at 40m, want 2", renewals)
 	}
@@ -188,9 +194,9 @@ func TestMaxTTLStopsRenewalThenReissues(t *testing.T) {
 	r.vault.grant = 10 * time.Minute // capped: less than the 30m asked for
 	first := r.get("creds")
 	r.advance(20 * time.Minute)
-	r.store.renewDue(context.Background()) // renewed to 30m, and no further
+	r.pass() // renewed to 30m, and no further
 	r.advance(4 * time.Minute)             // 24m: six minutes left, more than the 5m margin
-	r.store.renewDue(context.Background())
+	r.pass()
 	if _, renewals, _ := r.vault.counts(); renewals != 1 {
 		t.Errorf("%d renewals, want 1: a capped grant means the max TTL is reached", renewals)
 	}
@@ -219,7 +225,7 @@ func TestRefusedRenewalForgets(t *testing.T) {
 			r.get("creds")
 			r.advance(20 * time.Minute)
 			r.vault.err = tt.err
-			r.store.renewDue(context.Background())
+			r.pass()
 			if got := r.store.Len() == 0; got != tt.forget {
 				t.Errorf("forgotten = %v, want %v", got, tt.forget)
 			}
@@ -232,7 +238,7 @@ func TestRefusedRenewalForgets(t *testing.T) {
 			r.vault.err = nil
 			if !tt.forget {
 				r.advance(retryAfter)
-				r.store.renewDue(context.Background())
+				r.pass()
 				if _, renewals, _ := r.vault.counts(); renewals != 2 {
 					t.Errorf("%d renewals, want a retry after %v", renewals, retryAfter)
 				}
@@ -280,12 +286,12 @@ func TestTokenKeptAliveForLeasesThatOutliveIt(t *testing.T) {
 	r.token = Issuer{Vault: r.vault, Token: "renewable", TTL: time.Hour, Renewable: true, Expires: r.now.Add(time.Hour)}
 	first := r.get("cert")
 	r.advance(39 * time.Minute)
-	r.store.renewDue(context.Background())
+	r.pass()
 	if _, _, n := r.vault.counts(); n != 0 {
 		t.Fatalf("%d token renewals at 39m of 1h, want 0", n)
 	}
 	r.advance(time.Minute) // 40m: two thirds of the token's hour
-	r.store.renewDue(context.Background())
+	r.pass()
 	if _, _, n := r.vault.counts(); n != 1 {
 		t.Fatalf("%d token renewals at 40m, want 1", n)
 	}
@@ -299,7 +305,7 @@ func TestTokenKeptAliveForLeasesThatOutliveIt(t *testing.T) {
 		r.token = Issuer{Vault: r.vault, Token: "renewable", TTL: time.Hour, Renewable: true, Expires: r.now.Add(time.Hour)}
 		r.get("cert")
 		r.advance(41 * time.Minute)
-		r.store.renewDue(context.Background())
+		r.pass()
 		if _, _, n := r.vault.counts(); n != 0 {
 			t.Errorf("%d token renewals for a token its leases do not outlive, want 0", n)
 		}
@@ -310,9 +316,9 @@ func TestTokenKeptAliveForLeasesThatOutliveIt(t *testing.T) {
 		r.vault.tokenGrant = 30 * time.Minute
 		first := r.get("cert")
 		r.advance(40 * time.Minute)
-		r.store.renewDue(context.Background()) // token now ends at 70m
+		r.pass() // token now ends at 70m
 		r.advance(24 * time.Minute)            // 64m
-		r.store.renewDue(context.Background())
+		r.pass()
 		if _, _, n := r.vault.counts(); n != 1 {
 			t.Errorf("%d token renewals, want 1: a capped grant means its max TTL is reached", n)
 		}
@@ -335,7 +341,7 @@ func TestBoundedAndPruned(t *testing.T) {
 		t.Error(`"a" was served after its eviction`)
 	}
 	r.advance(time.Hour) // every lease has ended
-	r.store.renewDue(context.Background())
+	r.pass()
 	r.store.mu.Lock()
 	tokens := len(r.store.tokens)
 	r.store.mu.Unlock()
@@ -488,7 +494,7 @@ func TestRevokePod(t *testing.T) {
 	if n := r.store.RevokePod(context.Background(), "stays"); n != 0 || r.store.Len() != 0 {
 		t.Errorf("refused revocation: %d revoked, %d remembered; want 0 and the lease forgotten", n, r.store.Len())
 	}
-	if !strings.Contains(r.logs.String(), "could not revoke") || strings.Contains(r.logs.String(), "database/creds/app/stays") {
+	if !strings.Contains(r.logs.String(), "sys/leases/revoke") || strings.Contains(r.logs.String(), "database/creds/app/stays") {
 		t.Errorf("the refusal is not logged, or the lease ID is:\n%s", r.logs.String())
 	}
 }
@@ -499,7 +505,7 @@ func TestStats(t *testing.T) {
 	r.get("creds")
 	r.get("creds")
 	r.advance(20 * time.Minute)
-	r.store.renewDue(context.Background())
+	r.pass()
 	want := Stats{Remembered: 1, Issued: 1, Reused: 2, Renewed: 1}
 	if got := r.store.Stats(); got != want {
 		t.Errorf("after 3 mounts and a renewal: %+v, want %+v", got, want)

@@ -16,13 +16,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 )
 
 const (
@@ -30,19 +35,30 @@ const (
 	keyLen   = 32
 )
 
-// Keys fetches the HMAC key from its Secret, creating it on first use. Once
-// had, the key is kept in memory; a failure is retried on the next call.
+// Resync is how often Run re-reads the Secret even when its watch is quiet,
+// so a replaced or deleted key is noticed within this period should the
+// watch break unnoticed; a working watch brings the change within seconds.
+// It bounds how long two providers can report different versions.
+const Resync = 30 * time.Second
+
+// Keys holds the HMAC key of its Secret, creating the Secret when it is
+// missing (on first use, and again after a delete). With Run, the key
+// follows the Secret: replaced by someone else, theirs is taken; deleted,
+// the next Key makes a new one, or takes the one another node made first.
 type Keys struct {
 	client          kubernetes.Interface
 	namespace, name string
+	resync          time.Duration
 
+	// mu is held across the API calls that fill key, so a Get's answer can
+	// never overwrite a newer one a watch event brought in the meantime.
 	mu  sync.Mutex
-	key []byte
+	key []byte // nil: not known, or the Secret is gone
 }
 
 // NewKeys reads or creates Secret namespace/name through client.
 func NewKeys(client kubernetes.Interface, namespace, name string) *Keys {
-	return &Keys{client: client, namespace: namespace, name: name}
+	return &Keys{client: client, namespace: namespace, name: name, resync: Resync}
 }
 
 // Key returns the HMAC key.
@@ -67,14 +83,98 @@ func (k *Keys) Key(ctx context.Context) ([]byte, error) {
 	return key, nil
 }
 
+// Run follows the Secret until ctx ends: a watch on it alone (a field
+// selector on its name, which the Role's resourceNames allow), and a Get
+// every resync period as the backstop for a watch that stalls. It needs
+// get, list and watch on that Secret.
+func (k *Keys) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	factory := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
+		informers.WithNamespace(k.namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", k.name).String()
+		}))
+	defer factory.Shutdown() // after cancel (deferred first, runs last): waits for the watch to stop
+	if _, err := factory.Core().V1().Secrets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    k.observe,
+		UpdateFunc: func(_, obj any) { k.observe(obj) },
+		DeleteFunc: k.forget,
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	tick := time.NewTicker(k.resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			k.refresh(ctx)
+		}
+	}
+}
+
+// observe takes the key of the Secret as a watch event shows it. An invalid
+// one is dropped, so the next Key reports why.
+func (k *Keys) observe(obj any) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok || s.Name != k.name {
+		return
+	}
+	key, err := keyOf(s)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil {
+		key = nil
+	}
+	k.key = key
+}
+
+// forget drops the key of a deleted Secret: the next Key recreates it.
+func (k *Keys) forget(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj // deleted while the watch was down
+	}
+	if s, ok := obj.(*corev1.Secret); !ok || s.Name != k.name {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.key = nil
+}
+
+// refresh re-reads the Secret. Gone or invalid, the key is dropped; an
+// apiserver that does not answer leaves the key as it is, so mounts keep
+// their versions through an apiserver outage.
+func (k *Keys) refresh(ctx context.Context) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	key, err := k.get(ctx)
+	switch {
+	case err == nil:
+		k.key = key
+	case apierrors.IsNotFound(err), errors.Is(err, errBadKey):
+		k.key = nil
+	}
+}
+
+// errBadKey: the Secret's key field is not a key.
+var errBadKey = errors.New("not a 32-byte key")
+
 func (k *Keys) get(ctx context.Context) ([]byte, error) {
 	s, err := k.client.CoreV1().Secrets(k.namespace).Get(ctx, k.name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
+	return keyOf(s)
+}
+
+func keyOf(s *corev1.Secret) ([]byte, error) {
 	key := s.Data[keyField]
 	if len(key) != keyLen {
-		return nil, fmt.Errorf("field %q holds %d bytes, want %d", keyField, len(key), keyLen)
+		return nil, fmt.Errorf("field %q holds %d bytes: %w", keyField, len(key), errBadKey)
 	}
 	return key, nil
 }

@@ -14,14 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"github.com/okevault/vault-csi-provider/internal/objectversion"
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
 
 // keyBound is how long providers may disagree on the HMAC key after its
-// Secret changes: the providers' resync period (30 s, the backstop for a
-// stalled watch; a working watch takes seconds) and a margin for a loaded
-// machine.
-const keyBound = 30*time.Second + 15*time.Second
+// Secret changes: the providers' resync period (the backstop for a stalled
+// watch; a working watch takes seconds) and a margin for a loaded machine.
+const keyBound = objectversion.Resync + 15*time.Second
 
 // TestHMACKeyConverges runs three provider processes, as on three nodes,
 // against one real apiserver, sharing a key Secret of their own (so the
