@@ -63,6 +63,9 @@ type Defaults struct {
 	// AllowedAddresses are the only Vault addresses a mount may name;
 	// empty: any.
 	AllowedAddresses Addresses
+	// AllowedTLSDirectories are where a class's TLS files may be
+	// (-allowed-tls-directories), besides the TLS flags' own paths.
+	AllowedTLSDirectories []string
 }
 
 // Pod is the pod the volume is mounted for, as the driver reports it.
