@@ -134,12 +134,25 @@ func TestVersionRevealsNothing(t *testing.T) {
 	}
 }
 
-// follow runs k.Run until the test ends and returns a poll of k.Key.
-func follow(t *testing.T, k *Keys) func() []byte {
+// follow runs k.Run until the test ends and returns a poll of k.Key, once
+// Run's watch is open: the fake clientset, unlike an apiserver, does not
+// replay to a watch the events since the list it follows.
+func follow(t *testing.T, client *fake.Clientset, k *Keys) func() []byte {
 	t.Helper()
+	watching := make(chan struct{})
+	var once sync.Once
+	client.PrependWatchReactor("secrets", func(k8stesting.Action) (bool, watch.Interface, error) {
+		once.Do(func() { close(watching) })
+		return false, nil, nil // handled by the next reactor
+	})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- k.Run(ctx) }()
+	select {
+	case <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not watch within 10s")
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -200,7 +213,7 @@ func replaceSecret(t *testing.T, client *fake.Clientset, key []byte) {
 // a real one.
 func TestKeysFollowTheSecret(t *testing.T) {
 	client := fake.NewClientset()
-	key := follow(t, NewKeys(client, "csi", "hmac"))
+	key := follow(t, client, NewKeys(client, "csi", "hmac"))
 	first := key()
 	if !bytes.Equal(secretKey(t, client), first) {
 		t.Fatal("the key is not the Secret's")
@@ -238,7 +251,7 @@ func TestKeysResyncWithoutWatch(t *testing.T) {
 	})
 	k := NewKeys(client, "csi", "hmac")
 	k.resync = 50 * time.Millisecond
-	key := follow(t, k)
+	key := follow(t, client, k)
 	first := key()
 	theirs := bytes.Repeat([]byte{9}, keyLen)
 	replaceSecret(t, client, theirs)
