@@ -440,7 +440,7 @@ func checkInvariants(t *testing.T, objs objects, hostNetwork bool) {
 	var role rbacv1.Role
 	typed(t, objs.get(t, "Role", releaseName), &role)
 	wantRules := []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{hmacSecretName}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"}, ResourceNames: []string{hmacSecretName}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
 	}
 	if diff := cmp.Diff(wantRules, role.Rules); diff != "" {

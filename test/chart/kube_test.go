@@ -12,6 +12,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/release"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -126,6 +127,28 @@ func TestAPIServer(t *testing.T) {
 		}
 		if _, err := c.RbacV1().RoleBindings(ns).Get(ctx, releaseName, metav1.GetOptions{}); err != nil {
 			t.Error(err)
+		}
+		// The apiserver's RBAC decides: the provider may get, list and watch
+		// its HMAC key Secret (a list or watch filtered to its name, as the
+		// provider's watch is), and no other Secret.
+		sa := "system:serviceaccount:" + ns + ":" + releaseName
+		for _, tc := range []struct {
+			verb, name string
+			allowed    bool
+		}{
+			{"get", hmacSecretName, true}, {"list", hmacSecretName, true}, {"watch", hmacSecretName, true},
+			{"get", "other", false}, {"list", "", false}, {"watch", "", false}, {"delete", hmacSecretName, false},
+		} {
+			review, err := c.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: tc.verb, Resource: "secrets", Name: tc.name},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if review.Status.Allowed != tc.allowed {
+				t.Errorf("the provider may %s secret %q: %t, want %t", tc.verb, tc.name, review.Status.Allowed, tc.allowed)
+			}
 		}
 		if crs, err := c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName}); err != nil || len(crs.Items) != 0 {
 			t.Errorf("ClusterRoles of the release: %v, %v; want none by default", crs, err)
