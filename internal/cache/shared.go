@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/okevault/vault-csi-provider/internal/panics"
 )
 
 // sharedTimeout bounds a call shared by several mounts (a login, a read)
@@ -28,7 +30,10 @@ func Shared[T any](ctx context.Context, g *singleflight.Group, key string, fn fu
 // share is Shared that also reports whether the result went to more than
 // one caller.
 func share[T any](ctx context.Context, g *singleflight.Group, key string, fn func(context.Context) (T, error), keep func(T)) (_ T, shared bool, _ error) {
-	ch := g.DoChan(key, func() (any, error) {
+	ch := g.DoChan(key, func() (_ any, err error) {
+		// singleflight re-raises a panic in a goroutine of its own, which
+		// nothing can recover: the process would end.
+		defer panics.Recover(nil, "a call shared by mounts", &err)
 		deadline, ok := ctx.Deadline()
 		if !ok {
 			deadline = time.Now().Add(sharedTimeout)

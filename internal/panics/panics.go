@@ -18,14 +18,18 @@ var count atomic.Uint64
 func Count() uint64 { return count.Load() }
 
 // Recover, deferred directly by the goroutine doing some work, stops a
-// panic there: it logs what panicked and its stack to log, counts it, and
-// sets *err (when err is not nil) to an error wrapping ErrPanic.
+// panic there: it logs what panicked and its stack to log (nil: slog's
+// default, which the provider sets to its own), counts it, and sets *err
+// (when err is not nil) to an error wrapping ErrPanic.
 func Recover(log *slog.Logger, what string, err *error) {
 	r := recover()
 	if r == nil {
 		return
 	}
 	count.Add(1)
+	if log == nil {
+		log = slog.Default()
+	}
 	log.LogAttrs(context.Background(), slog.LevelError, "panicked; only this work failed",
 		slog.String("work", what), slog.String("stack", string(debug.Stack())))
 	if err != nil {
