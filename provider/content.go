@@ -30,28 +30,68 @@ type file struct {
 	index    int           // of the object it comes from, for errors
 	object   config.Object // hashed into the version
 	kv2      string        // metadata.version of the KV v2 secret it comes from, "" when none
+	// spec is object as JSON, encoded once per object and shared by its
+	// files: never appended to in place.
+	spec []byte
+}
+
+// versionSpec is what f's version hashes besides its contents: its
+// object's configuration, and the path for objects that write several
+// files (JSON holds no raw NUL, so the path stays apart from it).
+func (f file) versionSpec() []byte {
+	if f.path == f.object.Name {
+		return f.spec
+	}
+	return append(append(slices.Clip(f.spec), 0), f.path...)
+}
+
+// fileCost is what a file costs the mount besides its path, contents and
+// spec: its entry here (with the slice's spare capacity), its v1alpha1.File
+// and ObjectVersion in the response and its version's text, about 600
+// bytes held per file once the response is built (measured on 20,000
+// files of an expansion), plus checkPaths' map entries while it runs.
+const fileCost = 1024
+
+// made is the mount's files, each charged to its budget as it is made.
+type made struct {
+	mb  *budget.Mount
+	out []file
+}
+
+// add charges f (all but its contents when a template's writer charged
+// them already) and keeps it. Its spec is charged per file: every file's
+// version hashes it, and those of an expansion copy it.
+func (m *made) add(f file, contentsCharged bool) error {
+	n := fileCost + len(f.path) + len(f.spec)
+	if !contentsCharged {
+		n += len(f.contents)
+	}
+	if err := m.mb.Take(int64(n)); err != nil {
+		return err
+	}
+	m.out = append(m.out, f)
+	return nil
 }
 
 // outputs shapes the responses into the mount's files, in object order,
-// charging mb for each object's files as they are made.
+// charging mb for each file as it is made.
 func outputs(ctx context.Context, objects []config.Object, responses map[string]*vault.Response, mb *budget.Mount) ([]file, error) {
 	var (
-		out    []file
-		made   int                       // files charged to b
+		files  = &made{mb: mb}
 		inputs map[string]map[string]any // the templates' .Objects, built once
 	)
 	for i, o := range objects {
 		if o.NoWrite {
 			continue
 		}
-		r := responses[o.RequestKey()]
-		one := func(contents []byte, kv2 string) {
-			out = append(out, file{path: o.Name, mode: o.Mode, contents: contents, index: i, object: o, kv2: kv2})
+		spec, err := json.Marshal(o)
+		if err != nil {
+			return nil, fmt.Errorf("object %q (%s): encode its configuration: %w", o.Name, o.Path, err)
 		}
-		var (
-			fs  []file
-			err error
-		)
+		r := responses[o.RequestKey()]
+		one := func(contents []byte, kv2 string, charged bool) error {
+			return files.add(file{path: o.Name, mode: o.Mode, contents: contents, index: i, object: o, kv2: kv2, spec: spec}, charged)
+		}
 		switch {
 		case o.Template != nil:
 			if inputs == nil {
@@ -59,18 +99,26 @@ func outputs(ctx context.Context, objects []config.Object, responses map[string]
 			}
 			var b []byte
 			if b, err = execute(ctx, i, o, inputs, responses, mb); err == nil {
-				one(b, "")
+				err = one(b, "", true) // charged as the template wrote it
 			}
 		case o.Expand == config.ExpandKeys:
-			fs, err = expandKeys(i, o, o.Name, r)
+			err = expandKeys(files, i, o, spec, o.Name, r)
 		case o.Expand == config.ExpandTree:
-			fs, err = expandTree(i, o, r, responses)
+			err = expandTree(files, i, o, spec, r, responses)
 		case o.Format == config.FormatPEMSplit || o.Format == config.FormatPEMBundle:
-			fs, err = pemFiles(i, o, r)
+			var fs []file
+			if fs, err = pemFiles(i, o, r); err == nil {
+				for _, f := range fs {
+					f.spec = spec
+					if err = files.add(f, false); err != nil {
+						break
+					}
+				}
+			}
 		default:
 			var b []byte
 			if b, err = content(o, r); err == nil {
-				one(b, r.KV2Version())
+				err = one(b, r.KV2Version(), false)
 			}
 		}
 		if err != nil {
@@ -80,18 +128,8 @@ func outputs(ctx context.Context, objects []config.Object, responses map[string]
 			}
 			return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
 		}
-		out = append(out, fs...)
-		for _, f := range out[made:] {
-			if o.Template != nil {
-				break // charged as the template wrote it
-			}
-			if err := mb.Take(int64(len(f.contents))); err != nil {
-				return nil, fmt.Errorf("object %q (%s): %w", o.Name, o.Path, err)
-			}
-		}
-		made = len(out)
 	}
-	return out, checkPaths(out)
+	return files.out, checkPaths(files.out)
 }
 
 // templateObjects are the secrets of the objects a template may call by
@@ -129,27 +167,29 @@ func execute(ctx context.Context, i int, o config.Object, objects map[string]map
 	return b, nil
 }
 
-// expandKeys writes dir/<key> for each key of r's secret.
-func expandKeys(i int, o config.Object, dir string, r *vault.Response) ([]file, error) {
+// expandKeys writes dir/<key> for each key of r's secret, each file
+// charged before the next is made.
+func expandKeys(files *made, i int, o config.Object, spec []byte, dir string, r *vault.Response) error {
 	if len(r.Data) > o.MaxObjects {
-		return nil, fmt.Errorf("%w: the secret has %d keys, more than maxObjects (%d)", errUnfit, len(r.Data), o.MaxObjects)
+		return fmt.Errorf("%w: the secret has %d keys, more than maxObjects (%d)", errUnfit, len(r.Data), o.MaxObjects)
 	}
-	var out []file
 	for _, k := range slices.Sorted(maps.Keys(r.Data)) {
 		if why := config.CheckFileName(k); why != "" {
-			return nil, fmt.Errorf("%w: key %s", errUnfit, why)
+			return fmt.Errorf("%w: key %s", errUnfit, why)
 		}
 		raw, err := value(r.Data, k)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		b, err := decode(o.Encoding, raw)
 		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k, err)
+			return fmt.Errorf("key %q: %w", k, err)
 		}
-		out = append(out, file{path: dir + "/" + k, mode: o.Mode, contents: b, index: i, object: o, kv2: r.KV2Version()})
+		if err := files.add(file{path: dir + "/" + k, mode: o.Mode, contents: b, index: i, object: o, kv2: r.KV2Version(), spec: spec}, false); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // treeReads are the reads the expand: tree objects need once their
@@ -207,24 +247,21 @@ func treeSecret(o config.Object, name string) config.Object {
 
 // expandTree writes objectName/<secret>/<key> for each listed secret that
 // has a current version.
-func expandTree(i int, o config.Object, list *vault.Response, responses map[string]*vault.Response) ([]file, error) {
+func expandTree(files *made, i int, o config.Object, spec []byte, list *vault.Response, responses map[string]*vault.Response) error {
 	names, err := listed(o, list)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []file
 	for _, n := range names {
 		r, ok := responses[treeSecret(o, n).RequestKey()]
 		if !ok {
 			continue
 		}
-		fs, err := expandKeys(i, o, o.Name+"/"+n, r)
-		if err != nil {
-			return nil, fmt.Errorf("secret %q: %w", n, err)
+		if err := expandKeys(files, i, o, spec, o.Name+"/"+n, r); err != nil {
+			return fmt.Errorf("secret %q: %w", n, err)
 		}
-		out = append(out, fs...)
 	}
-	return out, nil
+	return nil
 }
 
 // checkPaths keeps the driver's rule for the files expansions generate, as
