@@ -76,6 +76,7 @@ func TestMetrics(t *testing.T) {
 		"vault_csi_provider_dynamic_secrets_renewals_total 0",
 		"vault_csi_provider_dynamic_secrets_dropped_total 0",
 		"vault_csi_provider_dynamic_secrets_revoked_total 0",
+		"vault_csi_provider_panics_total 0",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
