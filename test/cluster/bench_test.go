@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func BenchmarkPodStart(b *testing.B) {
 						spec.Volumes, spec.Containers[0].VolumeMounts = nil, nil
 					}
 					d := &appsv1.Deployment{
-						ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%d", i), Namespace: s.Namespace},
+						ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%d", benchSeq.Add(1)), Namespace: s.Namespace},
 						Spec: appsv1.DeploymentSpec{
 							Replicas: &replicas,
 							Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "start"}},
@@ -58,7 +59,17 @@ func BenchmarkPodStart(b *testing.B) {
 	}
 }
 
-// removeDeployment deletes a Deployment and waits until its pods are gone.
+// benchSeq names each run's Deployment: go test runs a benchmark function
+// more than once (b.N = 1, then the -benchtime count) and every
+// sub-benchmark starts at i = 0, so names from i alone met a Deployment of
+// the same name still being deleted ("object is being deleted: ...
+// already exists").
+var benchSeq atomic.Int64
+
+// removeDeployment deletes a Deployment and waits until it and its pods are
+// gone: with foreground deletion the Deployment outlives its pods until the
+// garbage collector removes its finalizer, and the next run's pods must not
+// share the node with these.
 func removeDeployment(b *testing.B, d *appsv1.Deployment) {
 	c := bed.cluster
 	ctx := context.Background()
@@ -66,13 +77,23 @@ func removeDeployment(b *testing.B, d *appsv1.Deployment) {
 	if err := c.Client.AppsV1().Deployments(d.Namespace).Delete(ctx, d.Name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
 		b.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
-		pods, err := c.Client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "bench=start"})
-		if err == nil && len(pods.Items) == 0 {
-			return
+	// A plain poll, not testbed.Eventually: this also runs from Cleanup, when
+	// the benchmark's context is already cancelled.
+	state := ""
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if _, err := c.Client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			state = fmt.Sprintf("Deployment still there (%v)", err)
+			continue
 		}
-		time.Sleep(time.Second)
+		pods, err := c.Client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "bench=start"})
+		switch {
+		case err != nil:
+			state = err.Error()
+		case len(pods.Items) == 0:
+			return
+		default:
+			state = fmt.Sprintf("%d pods left", len(pods.Items))
+		}
 	}
-	b.Fatalf("pods of %s not gone within 3 minutes", d.Name)
+	b.Fatalf("%s not gone within 3 minutes: %s", d.Name, state)
 }
