@@ -20,6 +20,7 @@ import (
 	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/internal/objectversion"
+	"github.com/okevault/vault-csi-provider/internal/panics"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
@@ -77,7 +78,8 @@ func (s *Server) mount(ctx context.Context, req *v1alpha1.MountRequest) (*config
 	}
 	base, err := s.opts.Clients.Client(ctx, m.VaultAddress, m.VaultNamespace, m.TLS)
 	if err != nil {
-		return m, nil, &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
+		// A *config.Error naming the parameter, or the mount's deadline.
+		return m, nil, err
 	}
 	mb := s.opts.Budget.Mount(m.Pod.Namespace, s.opts.MaxMountBytes)
 	defer mb.Close() // on success too: the files are the gRPC server's now
@@ -178,7 +180,9 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.ReadConcurrency)
 	for i, o := range objects {
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			// errgroup does not recover: a panic here would end the process.
+			defer panics.Recover(s.opts.Logger, "reading object "+o.Name, &err)
 			r, err := s.readLeased(gctx, base, sess, lg, o)
 			if err == nil {
 				// Held until the mount ends, whether read now or shared.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -61,6 +62,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// Where no logger reaches (a panic in a call shared by mounts), slog's
+	// default is used: it must be this one.
+	slog.SetDefault(logger)
 	if f.debug {
 		logger.Warn("-debug is deprecated: use -log-level=debug", "logLevel", f.logLevel)
 	}

@@ -194,8 +194,8 @@ func TestMaxTTLStopsRenewalThenReissues(t *testing.T) {
 	r.vault.grant = 10 * time.Minute // capped: less than the 30m asked for
 	first := r.get("creds")
 	r.advance(20 * time.Minute)
-	r.pass() // renewed to 30m, and no further
-	r.advance(4 * time.Minute)             // 24m: six minutes left, more than the 5m margin
+	r.pass()                   // renewed to 30m, and no further
+	r.advance(4 * time.Minute) // 24m: six minutes left, more than the 5m margin
 	r.pass()
 	if _, renewals, _ := r.vault.counts(); renewals != 1 {
 		t.Errorf("%d renewals, want 1: a capped grant means the max TTL is reached", renewals)
@@ -316,8 +316,8 @@ func TestTokenKeptAliveForLeasesThatOutliveIt(t *testing.T) {
 		r.vault.tokenGrant = 30 * time.Minute
 		first := r.get("cert")
 		r.advance(40 * time.Minute)
-		r.pass() // token now ends at 70m
-		r.advance(24 * time.Minute)            // 64m
+		r.pass()                    // token now ends at 70m
+		r.advance(24 * time.Minute) // 64m
 		r.pass()
 		if _, _, n := r.vault.counts(); n != 1 {
 			t.Errorf("%d token renewals, want 1: a capped grant means its max TTL is reached", n)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/okevault/vault-csi-provider/internal/cache"
 	"github.com/okevault/vault-csi-provider/internal/leases"
+	"github.com/okevault/vault-csi-provider/internal/panics"
 	"github.com/okevault/vault-csi-provider/internal/vault"
 )
 
@@ -67,6 +68,8 @@ func New(version string, logins *cache.Logins) *Metrics {
 		stat("login_cache_hits_total", "Mounts served by a cached Vault login.", func(s cache.Stats) uint64 { return s.Hits }),
 		stat("login_cache_misses_total", "Mounts that needed a Vault login.", func(s cache.Stats) uint64 { return s.Misses }),
 		stat("login_cache_evictions_total", "Cached logins dropped to stay within -cache-size.", func(s cache.Stats) uint64 { return s.Evictions }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "panics_total", Help: "Panics recovered: each failed only its own work (a mount, a shared call, a renewal, a deleted pod's revocation)."},
+			func() float64 { return float64(panics.Count()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
