@@ -17,6 +17,7 @@ import (
 
 	"github.com/okevault/vault-csi-provider/internal/budget"
 	"github.com/okevault/vault-csi-provider/internal/cache"
+	"github.com/okevault/vault-csi-provider/internal/config"
 	"github.com/okevault/vault-csi-provider/internal/leases"
 	"github.com/okevault/vault-csi-provider/provider"
 )
@@ -124,7 +125,7 @@ func TestTLSSettingsNeverShare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, provider.Options{Reads: reads})
+	p := serve(t, provider.Options{Reads: reads, Defaults: config.Defaults{AllowedTLSDirectories: []string{filepath.Dir(ca)}}})
 	objects := "- {objectName: k, secretPath: kv/a, secretKey: k}"
 	for _, tls := range []map[string]string{
 		{"vaultSkipTLSVerify": "true"},

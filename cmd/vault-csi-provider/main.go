@@ -58,6 +58,7 @@ type flags struct {
 	podAttributes []string
 	// The text of flags parseFlags turns into the fields above.
 	podAttributesFlag, dynamicScopeFlag, allowedAddressesFlag string
+	allowedTLSDirectoriesFlag                                 string
 	defaults                                                  config.Defaults
 	// Bounds on the bytes held (see SECURITY.md, "Bounds").
 	maxMountBytes, maxTotalBytes      int64
@@ -105,6 +106,7 @@ func newFlagSet(f *flags, stderr io.Writer) *flag.FlagSet {
 	fs.Int64Var(&f.dynamicCacheBytes, "dynamic-secrets-cache-bytes", 16<<20, "bytes the remembered dynamic secrets may hold")
 	fs.BoolVar(&f.shareJWTLogins, "share-jwt-logins", false, "let the pods of one service account share a vaultAuthType jwt login, as under Kubernetes auth; only safe when no JWT role binds claims finer than the service account (bound_claims, claim_mappings on pod or node)")
 	fs.StringVar(&f.allowedAddressesFlag, "allowed-vault-addresses", "", "comma-separated Vault addresses mounts may name and redirects may lead to; scheme, host and port must match exactly (empty: any address; redirects only to the same scheme and host)")
+	fs.StringVar(&f.allowedTLSDirectoriesFlag, "allowed-tls-directories", "", "comma-separated directories whose files a SecretProviderClass may name in vaultCACertPath, vaultCADirectory, vaultTLSClientCertPath and vaultTLSClientKeyPath, besides the -vault-tls-* files (empty: only those)")
 	d := &f.defaults
 	fs.StringVar(&d.VaultAddress, "vault-addr", "", "default Vault address (default: $VAULT_ADDR, else https://127.0.0.1:8200)")
 	// The peer's default, shown as such; left unset, the mount follows
@@ -170,6 +172,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*f
 
 	if d.AllowedAddresses, err = config.ParseAddresses(f.allowedAddressesFlag); err != nil {
 		return nil, fmt.Errorf("-allowed-vault-addresses: %w", err)
+	}
+	if d.AllowedTLSDirectories, err = config.ParseDirectories(f.allowedTLSDirectoriesFlag); err != nil {
+		return nil, fmt.Errorf("-allowed-tls-directories: %w", err)
 	}
 	// Mounts that name no address use -vault-addr, which must be allowed
 	// too; a bad address is reported by the mounts that use it.

@@ -203,7 +203,7 @@ func Parse(attributes, targetPath, permission string, d Defaults) (*Mount, error
 	if err := m.parseVault(attrs, d); err != nil {
 		return nil, err
 	}
-	if err := m.parseTLS(attrs, d.TLS); err != nil {
+	if err := m.parseTLS(attrs, d); err != nil {
 		return nil, err
 	}
 
@@ -270,9 +270,15 @@ func (m *Mount) parseVault(attrs map[string]string, d Defaults) error {
 	return nil
 }
 
-// parseTLS layers the class's TLS parameters over the provider's.
-func (m *Mount) parseTLS(attrs map[string]string, d TLS) error {
-	m.TLS = d
+// parseTLS layers the class's TLS parameters over the provider's. The
+// provider's client certificate is its own identity to its own Vault: a
+// class naming another address does not get it.
+func (m *Mount) parseTLS(attrs map[string]string, d Defaults) error {
+	m.TLS = d.TLS
+	ownVault := m.atProvidersVault(d)
+	if !ownVault {
+		m.TLS.ClientCert, m.TLS.ClientKey = "", ""
+	}
 	// The CA pair and the client pair are each taken from one place: mixing
 	// a class's CA directory with the provider's CA file would let the
 	// provider's file win (it takes precedence) and silently ignore the
@@ -299,7 +305,7 @@ func (m *Mount) parseTLS(attrs map[string]string, d TLS) error {
 	case m.TLS.ClientKey != "" && m.TLS.ClientCert == "":
 		return &Error{Param: keyClientCert, Reason: "is required when " + keyClientKey + " is set: a client key needs its certificate"}
 	}
-	return nil
+	return checkTLSFiles(attrs, d, ownVault)
 }
 
 func parsePermission(s string) (os.FileMode, error) {

@@ -124,7 +124,9 @@ func TestParsePeerClass(t *testing.T) {
 		"csi.storage.k8s.io/serviceAccount.tokens": tokens,
 	}
 
-	got, err := Parse(encode(t, attrs), testTarget, testPerm, Defaults{VaultAddress: "https://ignored:8200"})
+	// vault-helm mounts the CA under /vault/tls (its csi.volumeMounts); the
+	// operator lists that directory when migrating (docs/migration.md).
+	got, err := Parse(encode(t, attrs), testTarget, testPerm, Defaults{VaultAddress: "https://ignored:8200", AllowedTLSDirectories: []string{"/vault/tls"}})
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -202,6 +204,8 @@ func TestParsePrecedence(t *testing.T) {
 		VaultAddress:   "https://flags:8200",
 		VaultNamespace: "flags-ns",
 		AuthMountPath:  "flags-mount",
+		// The class's files below are under /class.
+		AllowedTLSDirectories: []string{"/class"},
 		TLS: TLS{
 			CACert: "/flags/ca.crt", CADirectory: "/flags/ca.d", ServerName: "flags.example.com",
 			ClientCert: "/flags/c.crt", ClientKey: "/flags/c.key", SkipVerify: true,

@@ -11,12 +11,12 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/okevault/vault-csi-provider/internal/config"
 )
@@ -25,8 +25,11 @@ import (
 // TLS settings. The key comes from SecretProviderClass parameters, which any
 // namespace owner controls, so the set is bounded.
 type Clients struct {
-	mu    sync.Mutex
-	cache *lru.Cache[string, cached]
+	// cache is safe for concurrent use; no lock of Clients' own is held
+	// while a client is made, so a class whose files are slow to read
+	// holds up only the mounts that name the same files.
+	cache  *lru.Cache[string, cached]
+	builds singleflight.Group
 	// Timeout bounds one HTTP exchange; the mount's context bounds the whole.
 	Timeout time.Duration
 	// allowed are where redirects may lead (see config.Addresses).
@@ -40,16 +43,20 @@ var ErrRedirect = errors.New("redirect refused")
 // NewClients keeps at most size base clients, whose requests follow
 // redirects only as allowed permits.
 func NewClients(size int, allowed config.Addresses) (*Clients, error) {
-	c, err := lru.New[string, cached](size)
+	// An evicted client's idle connections would otherwise stay open until
+	// the transport's idle timeout, to servers no mount uses any more.
+	c, err := lru.NewWithEvict(size, func(_ string, e cached) { e.http.CloseIdleConnections() })
 	if err != nil {
 		return nil, err
 	}
 	return &Clients{cache: c, Timeout: 30 * time.Second, allowed: allowed}, nil
 }
 
-// cached is a base client and the state of the TLS files it was made from.
+// cached is a base client, its HTTP client (shared by its clones) and the
+// state of the TLS files it was made from.
 type cached struct {
 	client *api.Client
+	http   *http.Client
 	files  string
 }
 
@@ -59,23 +66,40 @@ type cached struct {
 // again: kubelet swaps a mounted Secret's files in place when the Secret
 // changes (Vault's operator rotating its CA, or a Vault made anew), and a
 // provider holding the old CA would fail every mount until restarted.
+// Mounts that need the same client while it is made wait for that one
+// build, each until its own context ends. Every error but the context's is
+// a *config.Error naming the parameter at fault.
 func (c *Clients) Client(ctx context.Context, addr, namespace string, tls config.TLS) (*api.Client, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	key := clientKey(addr, namespace, tls)
 	files := tlsFilesState(tls)
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if e, ok := c.cache.Get(key); ok && e.files == files {
 		return e.client, nil
 	}
-	cl, err := newClient(addr, namespace, tls, c.Timeout, c.allowed)
-	if err != nil {
-		return nil, err
+	built := c.builds.DoChan(key+"\x00"+files, func() (any, error) {
+		cl, hc, err := newClient(addr, namespace, tls, c.Timeout, c.allowed)
+		var ce *config.Error
+		if err != nil && !errors.As(err, &ce) {
+			err = &config.Error{Param: "vaultAddress and TLS parameters", Reason: err.Error()}
+		}
+		if err != nil {
+			return nil, err
+		}
+		// Add replaces a key's client without calling the eviction hook.
+		if old, ok := c.cache.Peek(key); ok {
+			defer old.http.CloseIdleConnections()
+		}
+		c.cache.Add(key, cached{client: cl, http: hc, files: files})
+		return cl, nil
+	})
+	select {
+	case r := <-built:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*api.Client), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	c.cache.Add(key, cached{client: cl, files: files})
-	return cl, nil
 }
 
 // tlsFilesState describes the TLS files (and the CA directory) by what stat
@@ -111,10 +135,10 @@ func clientKey(addr, namespace string, tls config.TLS) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, allowed config.Addresses) (*api.Client, error) {
+func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, allowed config.Addresses) (*api.Client, *http.Client, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
-		return nil, fmt.Errorf("vault client defaults: %w", cfg.Error)
+		return nil, nil, fmt.Errorf("vault client defaults: %w", cfg.Error)
 	}
 	cfg.Address = addr
 	// VAULT_AGENT_ADDR would send every pod's login and reads to an agent,
@@ -127,22 +151,21 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, al
 	// The default backoff already waits out a 429's Retry-After.
 	cfg.MaxRetries = maxRetries
 	cfg.CheckRetry = checkRetry
-	if err := cfg.ConfigureTLS(&api.TLSConfig{
-		CACert:        tls.CACert,
-		CAPath:        tls.CADirectory,
-		ClientCert:    tls.ClientCert,
-		ClientKey:     tls.ClientKey,
-		TLSServerName: tls.ServerName,
-		Insecure:      tls.SkipVerify,
-	}); err != nil {
-		return nil, fmt.Errorf("vault TLS settings: %w", err)
+	tr, ok := cfg.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, nil, fmt.Errorf("vault client transport is %T, not *http.Transport", cfg.HttpClient.Transport)
 	}
-	if err := guardRedirects(cfg.HttpClient, addr, allowed); err != nil {
-		return nil, err
+	tc, err := tlsConfig(tls, tr.TLSClientConfig.NextProtos)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr.TLSClientConfig = tc
+	if err := guardRedirects(tr, addr, allowed); err != nil {
+		return nil, nil, err
 	}
 	cl, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("vault client for %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("vault client for %s: %w", addr, err)
 	}
 	// NewClient reads VAULT_TOKEN from the environment, and Clone calls
 	// NewClient again, so every clone would carry it. The provider's own
@@ -160,7 +183,7 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, al
 		cl.ClearNamespace()
 	}
 	cl.SetCloneHeaders(true)
-	return cl, nil
+	return cl, cfg.HttpClient, nil
 }
 
 // guardRedirects refuses requests to where a redirect must not lead. The api
@@ -171,17 +194,13 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, al
 // transport to stay an *http.Transport, so it cannot be wrapped. Unix
 // socket addresses need no check: their dialer reaches the socket whatever
 // the URL says.
-func guardRedirects(hc *http.Client, addr string, allowed config.Addresses) error {
+func guardRedirects(tr *http.Transport, addr string, allowed config.Addresses) error {
 	from, err := url.Parse(addr)
 	if err != nil {
 		return fmt.Errorf("vault address: %w", err)
 	}
 	if from.Scheme == "unix" {
 		return nil
-	}
-	tr, ok := hc.Transport.(*http.Transport)
-	if !ok {
-		return fmt.Errorf("vault client transport is %T, not *http.Transport", hc.Transport)
 	}
 	proxy := tr.Proxy
 	tr.Proxy = func(r *http.Request) (*url.URL, error) {
