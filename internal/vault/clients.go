@@ -52,6 +52,14 @@ func NewClients(size int, allowed config.Addresses) (*Clients, error) {
 	return &Clients{cache: c, Timeout: 30 * time.Second, allowed: allowed}, nil
 }
 
+// maxHeaderBytes bounds a response's headers (HTTP/1 and, through the
+// transport's HTTP/2 setup, HTTP/2's header list). Vault sends a handful,
+// under 1 KiB; 64 KiB leaves room for what a load balancer or proxy in front
+// of it adds (cookies, tracing). Go's default, 10 MiB, let a server named by
+// a class make every read in flight hold that much in small distinct
+// headers, outside the mount budgets.
+const maxHeaderBytes = 64 << 10
+
 // cached is a base client, its HTTP client (shared by its clones) and the
 // state of the TLS files it was made from.
 type cached struct {
@@ -160,6 +168,7 @@ func newClient(addr, namespace string, tls config.TLS, timeout time.Duration, al
 		return nil, nil, err
 	}
 	tr.TLSClientConfig = tc
+	tr.MaxResponseHeaderBytes = maxHeaderBytes
 	if err := guardRedirects(tr, addr, allowed); err != nil {
 		return nil, nil, err
 	}

@@ -65,6 +65,9 @@ func wrap(op, path string, err error) error {
 		if re.StatusCode == http.StatusNotFound && len(re.Errors) == 0 {
 			e.Msg = "no secret at this path"
 		}
+	case headersTooLarge(err):
+		e.Msg = fmt.Sprintf("the response's headers are larger than %d bytes", maxHeaderBytes)
+		e.Err = fmt.Errorf("%w: %w", ErrTooLarge, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		e.Msg = "deadline exceeded"
 	case errors.Is(err, context.Canceled):
@@ -85,6 +88,13 @@ func summarize(errs []string) string {
 		s = s[:300] + "…"
 	}
 	return s
+}
+
+// headersTooLarge reports net/http's refusal of a response whose headers
+// exceed the transport's MaxResponseHeaderBytes; net/http has no sentinel
+// error for it, only this text.
+func headersTooLarge(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "server response headers exceeded")
 }
 
 // transportReason keeps the last part of a transport error ("connection

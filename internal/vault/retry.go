@@ -1,8 +1,10 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -22,8 +24,11 @@ const maxRetries = 2
 // Unavailable ("429 rate limit quota exceeded") into a bare
 // DeadlineExceeded.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if errors.Is(err, ErrRedirect) {
+	if errors.Is(err, ErrRedirect) || headersTooLarge(err) {
 		return false, nil // asking again gets the same answer
+	}
+	if resp != nil {
+		closeRedirectBody(resp)
 	}
 	retry, err := api.DefaultRetryPolicy(ctx, resp, err)
 	if !retry || err != nil || resp == nil {
@@ -37,6 +42,27 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return false, nil
 	}
 	return true, nil
+}
+
+// maxRedirectBody is what is kept of a redirect's body. The api package
+// follows a redirect by its Location header and never reads or closes the
+// body, so a server streaming one without end would keep the connection,
+// and the transport's goroutine reading it, until the client's timeout.
+// checkRetry sees every response before the api package does.
+const maxRedirectBody = 4 << 10
+
+// closeRedirectBody replaces a redirect's body by its first bytes (what the
+// api package reads if it does not follow it) and closes the connection's
+// stream at once.
+func closeRedirectBody(resp *http.Response) {
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect:
+	default:
+		return
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxRedirectBody))
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
 }
 
 // retryAfter parses the delta-seconds form of Retry-After, the one Vault
