@@ -36,7 +36,8 @@ FUZZ_TARGETS := \
 	./internal/auth:FuzzClaims \
 	./internal/auth:FuzzIdentityKeysApart \
 	./internal/vault:FuzzParse \
-	./internal/render:FuzzExecuteBounded
+	./internal/render:FuzzExecuteBounded \
+	./internal/render:FuzzFuncsNested
 comma := ,
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
 export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
