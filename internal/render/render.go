@@ -22,9 +22,10 @@ import (
 // loop and every function is bounded instead.
 //
 //   - MaxOutput bounds the bytes written;
-//   - MaxBuilt bounds the bytes all function calls return together (printf,
-//     join, toJSON…), replacing text/template's own print functions, which
-//     are bounded by nothing;
+//   - MaxBuilt bounds the bytes all function calls make together (printf,
+//     join, toJSON…, and toYAML's copy of its value), each call's output
+//     counted before it is built, replacing text/template's own print
+//     functions, which are bounded by nothing;
 //   - MaxSteps bounds the work of ranges: each iteration costs the nodes of
 //     the range's body, and entering a range costs the length of what it
 //     ranges over (a map's keys are sorted first). A template cannot
