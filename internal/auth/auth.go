@@ -71,8 +71,10 @@ func (r *TokenRequester) Request(ctx context.Context, pod config.Pod, audience s
 }
 
 // Claims are the identity claims of a Kubernetes service-account token.
+// PodUID is the pod the token is bound to, "" for a token bound to none.
 type Claims struct {
 	Namespace, ServiceAccount, UID string
+	PodUID                         string
 	Expiry                         time.Time
 }
 
@@ -96,6 +98,9 @@ func ParseClaims(jwt redact.Secret) (Claims, error) {
 				Name string `json:"name"`
 				UID  string `json:"uid"`
 			} `json:"serviceaccount"`
+			Pod struct {
+				UID string `json:"uid"`
+			} `json:"pod"`
 		} `json:"kubernetes.io"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil {
@@ -104,7 +109,7 @@ func ParseClaims(jwt redact.Secret) (Claims, error) {
 	if c.K8s.Namespace == "" || c.K8s.ServiceAccount.Name == "" || c.K8s.ServiceAccount.UID == "" {
 		return Claims{}, errors.New("service-account token lacks the kubernetes.io claims")
 	}
-	cl := Claims{Namespace: c.K8s.Namespace, ServiceAccount: c.K8s.ServiceAccount.Name, UID: c.K8s.ServiceAccount.UID}
+	cl := Claims{Namespace: c.K8s.Namespace, ServiceAccount: c.K8s.ServiceAccount.Name, UID: c.K8s.ServiceAccount.UID, PodUID: c.K8s.Pod.UID}
 	if c.Exp > 0 {
 		cl.Expiry = time.Unix(c.Exp, 0)
 	}
@@ -117,21 +122,34 @@ func ParseClaims(jwt redact.Secret) (Claims, error) {
 // and audience, and the service account the token belongs to (by UID, so a
 // re-created account is a new identity). Pods that share all of these get
 // the same Vault policies under Kubernetes auth, so they may share one login.
-// When the token's claims can't be read, the key is the token's hash and
-// nothing is shared. perPod keys by the pod's own token instead, for
-// operators who want one Vault token per pod.
+// perPod keys by the pod's own token instead, for operators who want one
+// Vault token per pod.
+//
+// The token must be the mount's pod's: its claims must name the namespace,
+// service account and pod UID kubelet sent, or it is refused before any
+// login. A token bound to no pod is refused too: the driver and the
+// TokenRequest fallback only ever get tokens bound to the pod, so one
+// without the pod claim did not come from them for this mount, and nothing
+// ties it to the pod. So is one whose claims cannot be read (not a
+// Kubernetes service-account token).
 func IdentityKey(m *config.Mount, jwt redact.Secret, now time.Time, perPod bool) (string, error) {
-	h := sha256.New()
-	_, _ = fmt.Fprintf(h, "%q %q %q %q %q %q\x00", m.VaultAddress, m.VaultNamespace, m.AuthType, m.AuthMountPath, m.Role, m.Audience)
-	_, _ = fmt.Fprintf(h, "tls %q %q %q %q %q %t\x00", m.TLS.CACert, m.TLS.CADirectory, m.TLS.ServerName, m.TLS.ClientCert, m.TLS.ClientKey, m.TLS.SkipVerify)
 	c, err := ParseClaims(jwt)
 	switch {
 	case err != nil:
-		_, _ = fmt.Fprintf(h, "token %x", sha256.Sum256([]byte(jwt.Reveal())))
+		return "", fmt.Errorf("%w: %w", ErrTokenRejected, err)
 	case !c.Expiry.IsZero() && now.After(c.Expiry):
 		return "", fmt.Errorf("%w: the token for %s/%s expired at %s", ErrTokenRejected, c.Namespace, c.ServiceAccount, c.Expiry.UTC().Format(time.RFC3339))
-	case c.Namespace != m.Pod.Namespace || (m.Pod.ServiceAccount != "" && c.ServiceAccount != m.Pod.ServiceAccount):
+	case m.Pod.ServiceAccount == "" || c.Namespace != m.Pod.Namespace || c.ServiceAccount != m.Pod.ServiceAccount:
 		return "", fmt.Errorf("%w: the token is for %s/%s, not the pod's service account %s/%s", ErrTokenRejected, c.Namespace, c.ServiceAccount, m.Pod.Namespace, m.Pod.ServiceAccount)
+	case c.PodUID == "":
+		return "", fmt.Errorf("%w: the token for %s/%s is bound to no pod; the driver's tokens are bound to theirs", ErrTokenRejected, c.Namespace, c.ServiceAccount)
+	case c.PodUID != m.Pod.UID:
+		return "", fmt.Errorf("%w: the token is bound to pod UID %s, not the mount's pod %s/%s (UID %s)", ErrTokenRejected, c.PodUID, m.Pod.Namespace, m.Pod.Name, m.Pod.UID)
+	}
+	h := sha256.New()
+	_, _ = fmt.Fprintf(h, "%q %q %q %q %q %q\x00", m.VaultAddress, m.VaultNamespace, m.AuthType, m.AuthMountPath, m.Role, m.Audience)
+	_, _ = fmt.Fprintf(h, "tls %q %q %q %q %q %t\x00", m.TLS.CACert, m.TLS.CADirectory, m.TLS.ServerName, m.TLS.ClientCert, m.TLS.ClientKey, m.TLS.SkipVerify)
+	switch {
 	case perPod:
 		_, _ = fmt.Fprintf(h, "pod %q token %x", m.Pod.UID, sha256.Sum256([]byte(jwt.Reveal())))
 	default:

@@ -23,7 +23,7 @@ import (
 // Vault's business, the claims only pick a cache slot.
 func jwt(t *testing.T, ns, sa, uid string, exp time.Time) redact.Secret {
 	t.Helper()
-	claims := map[string]any{"kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": map[string]any{"name": sa, "uid": uid}}}
+	claims := map[string]any{"kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": map[string]any{"name": sa, "uid": uid}, "pod": map[string]any{"name": "p", "uid": "pod-uid"}}}
 	if !exp.IsZero() {
 		claims["exp"] = exp.Unix()
 	}
@@ -148,9 +148,8 @@ func TestIdentityKey(t *testing.T) {
 	if _, err := IdentityKey(m, jwt(t, "default", "intruder", "u", later), now, true); !errors.Is(err, ErrTokenRejected) {
 		t.Errorf("perPod must still refuse another service account's token: %v", err)
 	}
-	opaque := redact.New("not-a-jwt")
-	if keyOf(m, opaque) == keyOf(m, redact.New("not-a-jwt-either")) {
-		t.Error("unparseable tokens must not share a login")
+	if _, err := IdentityKey(m, redact.New("not-a-jwt"), now, false); !errors.Is(err, ErrTokenRejected) {
+		t.Errorf("an unparseable token: %v, want ErrTokenRejected (TestIdentityFailsClosed)", err)
 	}
 
 	if _, err := IdentityKey(m, jwt(t, "default", "testapp", "u", now.Add(-time.Second)), now, false); !errors.Is(err, ErrTokenRejected) {

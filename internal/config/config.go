@@ -194,6 +194,14 @@ func Parse(attributes, targetPath, permission string, d Defaults) (*Mount, error
 	if m.Pod.Name == "" {
 		return nil, &Error{Param: keyPodName, Reason: "is required: the driver sends it with every mount; is the CSIDriver object's podInfoOnMount true?"}
 	}
+	// The pod's token is matched against these before any login
+	// (internal/auth): without them there is nothing to match.
+	if m.Pod.ServiceAccount == "" {
+		return nil, &Error{Param: keyServiceAccount, Reason: "is required: the driver sends it with every mount; is the CSIDriver object's podInfoOnMount true?"}
+	}
+	if m.Pod.UID == "" {
+		return nil, &Error{Param: keyPodUID, Reason: "is required: the driver sends it with every mount; is the CSIDriver object's podInfoOnMount true?"}
+	}
 	if m.Role == "" {
 		return nil, &Error{Param: keyRole, Reason: "is required: the Vault role to log in as"}
 	}

@@ -28,10 +28,12 @@ const (
 // baseAttrs is the smallest valid attribute set the driver can send.
 func baseAttrs() map[string]string {
 	return map[string]string{
-		"roleName":                         "app",
-		"objects":                          oneObject,
-		"csi.storage.k8s.io/pod.name":      "web-0",
-		"csi.storage.k8s.io/pod.namespace": "shop",
+		"roleName":                               "app",
+		"objects":                                oneObject,
+		"csi.storage.k8s.io/pod.name":            "web-0",
+		"csi.storage.k8s.io/pod.namespace":       "shop",
+		"csi.storage.k8s.io/pod.uid":             "web-0-uid",
+		"csi.storage.k8s.io/serviceAccount.name": "web",
 	}
 }
 
@@ -190,7 +192,7 @@ func TestParseDefaults(t *testing.T) {
 		AuthMountPath: "kubernetes",
 		Audience:      "vault",
 		Objects:       []Object{{Name: "a", Path: "secret/data/a", Method: "GET", Mode: 0o644, Encoding: EncodingUTF8}},
-		Pod:           Pod{Name: "web-0", Namespace: "shop"},
+		Pod:           Pod{Name: "web-0", Namespace: "shop", UID: "web-0-uid", ServiceAccount: "web"},
 		Tokens:        map[string]Token{},
 		TargetPath:    testTarget,
 	}

@@ -117,15 +117,19 @@ func thousand(bomb func(string) string) string {
 	return b.String()
 }
 
-func token(ns, sa string) string {
-	claims, _ := json.Marshal(map[string]any{"exp": time.Now().Add(time.Hour).Unix(), "kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": map[string]any{"name": sa, "uid": sa + "-uid"}}})
+// token is an unsigned service-account token bound to pod, as the driver's
+// are (the provider refuses one bound to no pod, or to another).
+func token(ns, sa, pod string) string {
+	claims, _ := json.Marshal(map[string]any{"exp": time.Now().Add(time.Hour).Unix(), "kubernetes.io": map[string]any{
+		"namespace": ns, "serviceaccount": map[string]any{"name": sa, "uid": sa + "-uid"}, "pod": map[string]any{"name": pod, "uid": pod + "-uid"},
+	}})
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"none"}`)) + "." + enc(claims) + ".sig"
 }
 
 func request(t *testing.T, addr, objects, ns, pod string) *v1alpha1.MountRequest {
 	t.Helper()
-	tokens, _ := json.Marshal(map[string]any{"vault": map[string]string{"token": token(ns, "app"), "expirationTimestamp": time.Now().Add(time.Hour).Format(time.RFC3339)}})
+	tokens, _ := json.Marshal(map[string]any{"vault": map[string]string{"token": token(ns, "app", pod), "expirationTimestamp": time.Now().Add(time.Hour).Format(time.RFC3339)}})
 	attrs, err := json.Marshal(map[string]string{
 		"roleName": "app", "vaultAddress": addr, "objects": objects,
 		"csi.storage.k8s.io/pod.name": pod, "csi.storage.k8s.io/pod.namespace": ns,
