@@ -55,6 +55,7 @@ var renderCases = []renderCase{
 				"-log-level=info",
 				"-log-format=json",
 				"-hmac-secret-name=" + hmacSecretName,
+				"-allowed-tls-directories=/etc/vault-csi-provider/tls",
 			}
 			if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 				t.Errorf("args (-want +got):\n%s", diff)
@@ -221,7 +222,8 @@ vault:
 				"-vault-tls-ca-cert=/etc/vault-csi-provider/tls/ca.crt",
 				"-vault-tls-server-name=vault.vault.svc",
 			}
-			if diff := cmp.Diff(want, c.Args[5:]); diff != "" {
+			// After the five of the default case and -allowed-tls-directories.
+			if diff := cmp.Diff(want, c.Args[6:]); diff != "" {
 				t.Errorf("Vault args (-want +got):\n%s", diff)
 			}
 			vol, mount := caVolume(t, objs)
