@@ -24,7 +24,7 @@ func kubectlRun(ctx context.Context, c *testbed.Cluster, stdin []byte, args ...s
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...) //nolint:gosec // G204: the bed's own kubectl
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
