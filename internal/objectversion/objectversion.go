@@ -88,14 +88,12 @@ func (k *Keys) Key(ctx context.Context) ([]byte, error) {
 // every resync period as the backstop for a watch that stalls. It needs
 // get, list and watch on that Secret.
 func (k *Keys) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	factory := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
 		informers.WithNamespace(k.namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", k.name).String()
 		}))
-	defer factory.Shutdown() // after cancel (deferred first, runs last): waits for the watch to stop
+	defer factory.Shutdown() // waits for the watch, which stops when ctx ends
 	if _, err := factory.Core().V1().Secrets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    k.observe,
 		UpdateFunc: func(_, obj any) { k.observe(obj) },
