@@ -22,7 +22,7 @@ func wideMount(t *testing.T, objects, keys int) (*config.Mount, map[string]*vaul
 	for i := range objects {
 		fmt.Fprintf(&list, "- {objectName: e%d, secretPath: secret/data/wide, expand: keys, maxObjects: 1000, secretArgs: {pad: %q}}\n", i, strings.Repeat("p", 512))
 	}
-	attrs, err := json.Marshal(map[string]string{"roleName": "r", "csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "n", "objects": list.String()})
+	attrs, err := json.Marshal(map[string]string{"roleName": "r", "csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "n", "csi.storage.k8s.io/serviceAccount.name": "sa", "csi.storage.k8s.io/pod.uid": "u", "objects": list.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
