@@ -43,7 +43,8 @@ var renderCases = []renderCase{
 		name: "default",
 		check: func(t *testing.T, objs objects) {
 			if diff := cmp.Diff([]string{
-				"ServiceAccount/vault-csi-provider", "Role/vault-csi-provider",
+				"ServiceAccount/vault-csi-provider", "ClusterRole/vault-csi-provider-pods",
+				"ClusterRoleBinding/vault-csi-provider-pods", "Role/vault-csi-provider",
 				"RoleBinding/vault-csi-provider", "DaemonSet/vault-csi-provider",
 			}, objs.names()); diff != "" {
 				t.Errorf("objects (-want +got):\n%s", diff)
@@ -56,6 +57,7 @@ var renderCases = []renderCase{
 				"-log-format=json",
 				"-hmac-secret-name=" + hmacSecretName,
 				"-allowed-tls-directories=/etc/vault-csi-provider/tls",
+				"-revoke-on-pod-delete",
 			}
 			if diff := cmp.Diff(wantArgs, c.Args); diff != "" {
 				t.Errorf("args (-want +got):\n%s", diff)
@@ -129,7 +131,8 @@ metrics:
 	},
 	{
 		name:   "allowed-pod-attributes",
-		values: "allowedPodAttributes: [objects, vaultNamespace]\n",
+		// The pod watch off: get alone is what this value adds.
+		values: "allowedPodAttributes: [objects, vaultNamespace]\nrevokeOnPodDelete: false\n",
 		check: func(t *testing.T, objs objects) {
 			if c := providerContainer(t, objs); !slices.Contains(c.Args, "-allowed-pod-attributes=objects,vaultNamespace") {
 				t.Errorf("args %q lack -allowed-pod-attributes=objects,vaultNamespace", c.Args)
@@ -216,14 +219,17 @@ vault:
 		check: func(t *testing.T, objs objects) {
 			c := providerContainer(t, objs)
 			want := []string{
+				"-allowed-vault-addresses=https://vault.vault.svc:8200", // vault.address alone, by default
+				"-allowed-tls-directories=/etc/vault-csi-provider/tls",
+				"-revoke-on-pod-delete",
 				"-vault-addr=https://vault.vault.svc:8200",
 				"-vault-mount=kubernetes-oke",
 				"-vault-namespace=team-a",
 				"-vault-tls-ca-cert=/etc/vault-csi-provider/tls/ca.crt",
 				"-vault-tls-server-name=vault.vault.svc",
 			}
-			// After the five of the default case and -allowed-tls-directories.
-			if diff := cmp.Diff(want, c.Args[6:]); diff != "" {
+			// After the five of the default case.
+			if diff := cmp.Diff(want, c.Args[5:]); diff != "" {
 				t.Errorf("Vault args (-want +got):\n%s", diff)
 			}
 			vol, mount := caVolume(t, objs)

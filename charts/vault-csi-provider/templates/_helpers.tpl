@@ -97,3 +97,16 @@ they meant there: fail with what to do instead. */}}
 {{- fail (printf "image.repository %s is the provider this chart replaces, and it does not take this chart's arguments: leave image out of the values copied from vault-helm's csi: section (the chart's default is its own image)" .Values.image.repository) }}
 {{- end }}
 {{- end }}
+
+{{/* The addresses -allowed-vault-addresses gets: the list, else the
+configured Vault alone (a class naming another server could otherwise turn
+the provider and its pods' tokens on it), unless allowAnyVaultAddress; ""
+when any address is allowed. */}}
+{{- define "vault-csi-provider.allowedVaultAddresses" -}}
+{{- $vaultAddr := .Values.vault.address | default .Values.global.externalVaultAddr }}
+{{- if .Values.allowedVaultAddresses }}
+{{- join "," .Values.allowedVaultAddresses }}
+{{- else if and $vaultAddr (not .Values.allowAnyVaultAddress) }}
+{{- $vaultAddr }}
+{{- end }}
+{{- end }}
