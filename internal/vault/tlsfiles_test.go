@@ -55,12 +55,15 @@ func write(t *testing.T, path string, b []byte) string {
 	return path
 }
 
-// within runs Client and fails the test if it has not returned in d: a
-// client lookup that hangs is the failure these tests look for.
-func within(t *testing.T, d time.Duration, clients *Clients, ctx context.Context, addr string, tc config.TLS) error {
+// within runs Client under a deadline of deadline and fails the test if it
+// has not returned in d: a client lookup that hangs is the failure these
+// tests look for.
+func within(t *testing.T, d, deadline time.Duration, clients *Clients, addr string, tc config.TLS) error {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	done := make(chan error, 1)
 	go func() {
+		defer cancel()
 		_, err := clients.Client(ctx, addr, "", tc)
 		done <- err
 	}()
@@ -133,9 +136,7 @@ func TestTLSFilesAreBounded(t *testing.T) {
 		{"a pipe as the CA directory", "vaultCADirectory", "not a directory", config.TLS{CADirectory: pipe}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-			defer cancel()
-			err := within(t, 10*time.Second, clients, ctx, "https://127.0.0.1:8200", tc.tls)
+			err := within(t, 10*time.Second, 5*time.Second, clients, "https://127.0.0.1:8200", tc.tls)
 			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Param != tc.param || !strings.Contains(ce.Reason, tc.reason) {
 				t.Fatalf("Client = %v; want a parameter error on %s saying %q", err, tc.param, tc.reason)
@@ -206,9 +207,7 @@ func TestHostileFileBlocksNoOtherMount(t *testing.T) {
 	}
 	// Innocent lookups, made while the hostile ones are in flight.
 	for i := range 4 {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		err := within(t, 3*time.Second, clients, ctx, srv.URL, config.TLS{ServerName: fmt.Sprint("innocent-", i)})
-		cancel()
+		err := within(t, 3*time.Second, 5*time.Second, clients, srv.URL, config.TLS{ServerName: fmt.Sprint("innocent-", i)})
 		if err != nil {
 			t.Fatalf("an innocent class's client: %v", err)
 		}
