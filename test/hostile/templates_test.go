@@ -93,7 +93,8 @@ func templateClasses() map[string]struct {
 // TestHostileTemplates runs the provider binary with the chart's defaults
 // and sends it, from 4 hostile pods per class at once for 3 rounds, the
 // classes above, while 20 other pods mount a small secret over and over.
-// Every hostile mount fails with its code and well inside the 30 s mount
+// Every hostile mount fails with its code (or the namespace's budget) and
+// each class at least once with its own; all well inside the 30 s mount
 // deadline (the bounds refuse it, not the deadline); every other mount
 // succeeds; the provider's peak RSS stays under rssCeiling. Logged with
 // go test -v -run TestHostileTemplates ./test/hostile/ | grep HOSTILE.
@@ -116,6 +117,7 @@ func TestHostileTemplates(t *testing.T) {
 		hostileMounts       int
 		goodMounts, fails   int
 		slowest, slowestBad time.Duration
+		ownCode             = map[string]int{} // mounts refused by the class's own bound
 	)
 	const rounds = 3
 	for name, c := range templateClasses() {
@@ -128,10 +130,17 @@ func TestHostileTemplates(t *testing.T) {
 					if i == 0 && r == 0 {
 						t.Logf("%s: %s in %s", name, status.Code(err), took.Round(time.Millisecond))
 					}
-					if got := status.Code(err); got != c.code {
+					// Mounts of one namespace hold at most a quarter of the
+					// node's bytes: a class's pods at once may meet that
+					// bound before their template's own.
+					got := status.Code(err)
+					if got != c.code && got != codes.ResourceExhausted {
 						t.Errorf("%s: %v, want %s", name, err, c.code)
 					}
 					mu.Lock()
+					if got == c.code {
+						ownCode[name]++
+					}
 					hostileMounts++
 					slowestBad = max(slowestBad, took)
 					mu.Unlock()
@@ -171,6 +180,11 @@ func TestHostileTemplates(t *testing.T) {
 	// would be a spinning template or a build the bounds missed.
 	if slowestBad > 15*time.Second {
 		t.Errorf("the slowest hostile mount took %s, half the mount deadline or more", slowestBad.Round(time.Millisecond))
+	}
+	for name, c := range templateClasses() {
+		if ownCode[name] == 0 {
+			t.Errorf("%s: no mount failed with %s", name, c.code)
+		}
 	}
 	if goodMounts == 0 {
 		t.Error("no good pod mounted during the attack")
