@@ -182,7 +182,7 @@ func (s *Server) readBatch(ctx context.Context, base *api.Client, sess *session,
 	for i, o := range objects {
 		g.Go(func() (err error) {
 			// errgroup does not recover: a panic here would end the process.
-			defer panics.Recover(s.opts.Logger, "reading object "+o.Name, &err)
+			defer panics.Recover(gctx, s.opts.Logger, "reading object "+o.Name, &err)
 			r, err := s.readLeased(gctx, base, sess, lg, o)
 			if err == nil {
 				// Held until the mount ends, whether read now or shared.

@@ -23,7 +23,7 @@ func RecoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
 				resp, err = nil, status.Error(codes.Internal, "internal error in the provider; see its log")
 			}
 		}()
-		defer panics.Recover(logger, "the handler of "+info.FullMethod, &err)
+		defer panics.Recover(ctx, logger, "the handler of "+info.FullMethod, &err)
 		return handler(ctx, req)
 	}
 }

@@ -33,7 +33,7 @@ func share[T any](ctx context.Context, g *singleflight.Group, key string, fn fun
 	ch := g.DoChan(key, func() (_ any, err error) {
 		// singleflight re-raises a panic in a goroutine of its own, which
 		// nothing can recover: the process would end.
-		defer panics.Recover(nil, "a call shared by mounts", &err)
+		defer panics.Recover(ctx, nil, "a call shared by mounts", &err)
 		deadline, ok := ctx.Deadline()
 		if !ok {
 			deadline = time.Now().Add(sharedTimeout)

@@ -172,7 +172,7 @@ func (s *Store) Get(ctx context.Context, k Key, iss Issuer, issue func(context.C
 		if ok && !s.remember(k, iss, resp, l) {
 			// The pod was deleted while its mount was in flight: what it
 			// was issued is revoked as its other leases were.
-			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 			defer cancel()
 			s.revoke(ctx, &entry{lease: l, tok: &token{vault: iss.Vault, target: iss.Target, role: iss.Role}})
 		}
@@ -329,7 +329,7 @@ func (s *Store) RevokePod(ctx context.Context, uid string) int {
 func (s *Store) revoke(ctx context.Context, e *entry) (ok bool) {
 	var err error
 	func() {
-		defer panics.Recover(s.log, "revoking a deleted pod's lease", &err)
+		defer panics.Recover(ctx, s.log, "revoking a deleted pod's lease", &err)
 		err = e.tok.vault.RevokeLease(ctx, e.lease.ID)
 	}()
 	switch {
@@ -378,7 +378,7 @@ func (s *Store) Run(ctx context.Context) {
 
 // pass is renewDue, which a bug must not stop for good.
 func (s *Store) pass(ctx context.Context) {
-	defer panics.Recover(s.log, "the lease renewal pass", nil)
+	defer panics.Recover(ctx, s.log, "the lease renewal pass", nil)
 	s.renewDue(ctx)
 }
 
@@ -471,7 +471,7 @@ func (s *Store) renewToken(ctx context.Context, t *token) {
 	var ttl time.Duration
 	var err error
 	func() {
-		defer panics.Recover(s.log, "renewing the token of remembered leases", &err)
+		defer panics.Recover(ctx, s.log, "renewing the token of remembered leases", &err)
 		ttl, err = t.vault.RenewToken(ctx, t.ttl)
 	}()
 	s.mu.Lock()
@@ -500,7 +500,7 @@ func (s *Store) renewLease(ctx context.Context, k Key, e *entry) {
 	var l vault.Lease
 	var err error
 	func() {
-		defer panics.Recover(s.log, "renewing a lease", &err)
+		defer panics.Recover(ctx, s.log, "renewing a lease", &err)
 		l, err = e.tok.vault.RenewLease(ctx, e.lease.ID, e.lease.TTL)
 	}()
 	s.mu.Lock()

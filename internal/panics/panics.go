@@ -17,11 +17,11 @@ var count atomic.Uint64
 // Count is how many panics were recovered since the process started.
 func Count() uint64 { return count.Load() }
 
-// Recover, deferred directly by the goroutine doing some work, stops a
-// panic there: it logs what panicked and its stack to log (nil: slog's
-// default, which the provider sets to its own), counts it, and sets *err
-// (when err is not nil) to an error wrapping ErrPanic.
-func Recover(log *slog.Logger, what string, err *error) {
+// Recover stops a panic in the goroutine that defers it (directly, as Go's
+// recover requires): it logs what panicked and its stack to log (nil:
+// slog's default, which the provider sets to its own), counts it, and sets
+// *err (when err is not nil) to an error wrapping ErrPanic.
+func Recover(ctx context.Context, log *slog.Logger, what string, err *error) {
 	r := recover()
 	if r == nil {
 		return
@@ -30,7 +30,7 @@ func Recover(log *slog.Logger, what string, err *error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.LogAttrs(context.Background(), slog.LevelError, "panicked; only this work failed",
+	log.LogAttrs(ctx, slog.LevelError, "panicked; only this work failed",
 		slog.String("work", what), slog.String("stack", string(debug.Stack())))
 	if err != nil {
 		*err = fmt.Errorf("%s: %w", what, ErrPanic)

@@ -13,7 +13,7 @@ func TestRecover(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	before := Count()
 	work := func(fail bool) (err error) {
-		defer Recover(log, "a test read", &err)
+		defer Recover(t.Context(), log, "a test read", &err)
 		if fail {
 			panic("hvs.secret-token")
 		}

@@ -91,6 +91,6 @@ func Start(ctx context.Context, client kubernetes.Interface, node string, gone f
 // handle calls gone for uid; a panic there fails this pod's handling only.
 func handle(ctx context.Context, queue workqueue.TypedInterface[string], uid string, gone func(ctx context.Context, uid string)) {
 	defer queue.Done(uid)
-	defer panics.Recover(nil, "handling a deleted pod", nil)
+	defer panics.Recover(ctx, nil, "handling a deleted pod", nil)
 	gone(ctx, uid)
 }

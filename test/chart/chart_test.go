@@ -130,7 +130,7 @@ metrics:
 		},
 	},
 	{
-		name:   "allowed-pod-attributes",
+		name: "allowed-pod-attributes",
 		// The pod watch off: get alone is what this value adds.
 		values: "allowedPodAttributes: [objects, vaultNamespace]\nrevokeOnPodDelete: false\n",
 		check: func(t *testing.T, objs objects) {
