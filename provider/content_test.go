@@ -157,7 +157,8 @@ func topLevelKeys(t *testing.T, b []byte) []string {
 // outputs over parsed objects and responses as the vault package returns
 // them: which files, in which order, with which version inputs.
 func TestOutputs(t *testing.T) {
-	m, err := config.Parse(`{"roleName":"r","csi.storage.k8s.io/pod.name":"p","csi.storage.k8s.io/pod.namespace":"n","objects":"`+
+	m, err := config.Parse(`{"roleName":"r","csi.storage.k8s.io/pod.name":"p","csi.storage.k8s.io/pod.namespace":"n",`+
+		`"csi.storage.k8s.io/pod.uid":"u","csi.storage.k8s.io/serviceAccount.name":"s","objects":"`+
 		`- {objectName: db, secretPath: secret/data/db, write: false}\n`+
 		`- {objectName: t, template: '{{ (object \"db\").user }}'}\n`+
 		`- {objectName: k, secretPath: secret/data/db, secretKey: '*', encoding: base64}\n`+

@@ -72,6 +72,7 @@ func TestRunHostile(t *testing.T) {
 		b, _ := json.Marshal(map[string]string{
 			"roleName": "r", "objects": objects, "vaultAddress": "http://127.0.0.1:1",
 			"csi.storage.k8s.io/pod.name": "p", "csi.storage.k8s.io/pod.namespace": "ns",
+			"csi.storage.k8s.io/pod.uid": "u", "csi.storage.k8s.io/serviceAccount.name": "s",
 		})
 		return string(b)
 	}

@@ -27,6 +27,9 @@ func TestExampleClassesParse(t *testing.T) {
 			attrs := map[string]string{
 				"csi.storage.k8s.io/pod.name":      "example",
 				"csi.storage.k8s.io/pod.namespace": u.GetNamespace(),
+				// kubelet sends these with every mount; the provider requires them.
+				"csi.storage.k8s.io/pod.uid":             "example-uid",
+				"csi.storage.k8s.io/serviceAccount.name": "example",
 			}
 			for k, v := range spc.Spec.Parameters {
 				attrs[k] = v
