@@ -66,7 +66,7 @@ func shared(t testing.TB) *testbed.Cluster {
 			bed.err = err
 			return
 		}
-		if err := c.InstallProvider(ctx, "metrics.enabled=true"); err != nil {
+		if err := c.InstallProvider(ctx, providerSets()...); err != nil {
 			bed.err = err
 			return
 		}
@@ -83,4 +83,12 @@ func shared(t testing.TB) *testbed.Cluster {
 	}
 	testbed.LogOnFailure(t, bed.cluster)
 	return bed.cluster
+}
+
+// providerSets are the suite's chart values: metrics on, and Vault's address
+// and the slow proxy TestProviderDeletedMidMount names as the only Vault
+// addresses a class may name.
+func providerSets() []string {
+	return []string{"metrics.enabled=true",
+		"allowedVaultAddresses={" + testbed.VaultClusterAddr + ",http://" + slowProxyAddr + "}"}
 }

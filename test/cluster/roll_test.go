@@ -55,7 +55,7 @@ func TestUpgradeRollsWhilePodsStart(t *testing.T) {
 		}
 	})
 	time.Sleep(3 * time.Second) // pods are starting when the roll begins
-	err := c.InstallProvider(t.Context(), "metrics.enabled=true", "logLevel=debug")
+	err := c.InstallProvider(t.Context(), append(providerSets(), "logLevel=debug")...)
 	time.Sleep(3 * time.Second) // and after it ends
 	stop()
 	wg.Wait()
@@ -138,13 +138,18 @@ type slowProxy struct {
 	inFlight atomic.Int32
 }
 
+// slowProxyAddr is where startSlowProxy listens: a fixed port, so that the
+// suite's install can list it in allowedVaultAddresses (the chart allows
+// only vault.address by default).
+var slowProxyAddr = net.JoinHostPort(testbed.NodeIP, "18299")
+
 func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", net.JoinHostPort(testbed.NodeIP, "0"))
+	lis, err := net.Listen("tcp", slowProxyAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
