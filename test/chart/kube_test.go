@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -150,8 +151,21 @@ func TestAPIServer(t *testing.T) {
 				t.Errorf("the provider may %s secret %q: %t, want %t", tc.verb, tc.name, review.Status.Allowed, tc.allowed)
 			}
 		}
-		if crs, err := c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName}); err != nil || len(crs.Items) != 0 {
-			t.Errorf("ClusterRoles of the release: %v, %v; want none by default", crs, err)
+		// By default the only cluster-wide grant is the pod watch that
+		// revokes deleted pods' leases (revokeOnPodDelete): list and watch
+		// pods, nothing else.
+		crs, err := c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rules []string
+		for _, cr := range crs.Items {
+			for _, r := range cr.Rules {
+				rules = append(rules, fmt.Sprintf("%s %v %v %v %v", cr.Name, r.APIGroups, r.Resources, r.ResourceNames, r.Verbs))
+			}
+		}
+		if want := []string{releaseName + "-pods [] [pods] [] [list watch]"}; !slices.Equal(rules, want) {
+			t.Errorf("ClusterRoles of the release grant %q, want %q by default", rules, want)
 		}
 	})
 
