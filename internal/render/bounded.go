@@ -15,7 +15,7 @@ func (t *Template) step(cost int) error {
 		return err
 	}
 	if cost < 0 || cost > MaxSteps-t.steps {
-		return &safeError{fmt.Sprintf("ranges would take more than %d steps (each iteration costs its body's nodes, each range the length of what it ranges over)", MaxSteps)}
+		return &safeError{fmt.Sprintf("ranges would take more than %d steps (each iteration costs its body's nodes, each range the length of what it ranges over, each comparison, index or trim a step per KiB it reads)", MaxSteps)}
 	}
 	t.steps += cost
 	return nil

@@ -11,13 +11,19 @@ import (
 	"time"
 )
 
-// writes is a hand-written fake Budget that counts the template's writes
-// and charges nothing: a template that writes once per iteration tells the
-// test how many iterations ran before it stopped (the real budget counts
-// bytes, not calls).
+// writes is a hand-written fake Budget that counts the template's
+// non-empty writes and charges nothing: a template that writes one byte
+// per iteration tells the test how many iterations ran before it stopped
+// (the real budget counts bytes, not calls; every action writes, if only
+// nothing).
 type writes struct{ n int }
 
-func (w *writes) Take(int64) error { w.n++; return nil }
+func (w *writes) Take(n int64) error {
+	if n > 0 {
+		w.n++
+	}
+	return nil
+}
 
 // long is a 2 MiB string ending in last, in its own allocation so that no
 // comparison is cut short by two strings sharing their bytes.

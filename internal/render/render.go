@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -349,8 +350,22 @@ func (t *Template) funcs() template.FuncMap {
 		},
 		funcStep: func(cost int) (string, error) { return "", t.step(cost) },
 		funcRange: func(v any) (any, error) {
-			return v, t.step(length(v))
+			if err := t.step(length(v)); err != nil {
+				return nil, err
+			}
+			// Counted first: the keys' bytes are summed only for a map
+			// whose length fit.
+			return v, t.step(sortCost(reflect.ValueOf(v)))
 		},
+		// text/template's comparisons and index, replaced: charged for
+		// the bytes they compare.
+		"eq":    t.eq,
+		"ne":    t.ne,
+		"lt":    t.lt,
+		"le":    t.le,
+		"gt":    t.gt,
+		"ge":    t.ge,
+		"index": t.index,
 		// text/template's own print functions, replaced: bounded.
 		"printf":   t.printf,
 		"print":    func(args ...any) (string, error) { return t.sprint(args, false) },
