@@ -149,3 +149,47 @@ func TestComparisonsAsBuiltins(t *testing.T) {
 		}
 	}
 }
+
+// TestScansAndChainsCostSteps: what costs more than a node without making
+// bytes is charged too: trimSpace and base64Decode scan a 2 MiB secret of
+// spaces and make nothing, and a field chain 5,000 fields long into a
+// secret as deep is a lookup per field. Each stops at the step limit
+// after a bounded count of iterations, not at the mount's deadline.
+func TestScansAndChainsCostSteps(t *testing.T) {
+	var deep any = "x"
+	for range 5000 {
+		deep = map[string]any{"a": deep}
+	}
+	chain := "$.Data.deep" + strings.Repeat(".a", 4999)
+	data := map[string]any{"sp": strings.Repeat(" ", 2<<20), "deep": deep}
+	for _, tc := range []struct {
+		name, text string
+		most       int
+	}{
+		{"trimSpace", `{{ $s := .Data.sp }}{{ range 300000 }}{{ $x := trimSpace $s }}.{{ end }}`, MaxSteps / 2048},
+		{"base64Decode", `{{ $s := .Data.sp }}{{ range 300000 }}{{ $x := base64Decode $s }}.{{ end }}`, MaxSteps / 2048},
+		{"field chain", `{{ range 300000 }}{{ $x := ` + chain + ` }}.{{ end }}`, MaxSteps / 5000},
+		{"field chain on a variable", `{{ $d := .Data.deep }}{{ range 300000 }}{{ $x := $d` + strings.Repeat(".a", 4999) + ` }}.{{ end }}`, MaxSteps / 5000},
+		{"field chain on a call", `{{ range 300000 }}{{ $x := (index $.Data "deep")` + strings.Repeat(".a", 4999) + ` }}.{{ end }}`, MaxSteps / 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl, err := Parse(tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A deadline only so that code without the charge ends the test.
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			w := &writes{}
+			start := time.Now()
+			_, err = tmpl.Execute(ctx, Input{Data: data, Budget: w})
+			t.Logf("%d iterations in %v", w.n, time.Since(start))
+			if !strings.Contains(fmt.Sprint(err), fmt.Sprintf("more than %d steps", MaxSteps)) {
+				t.Errorf("err = %v, want the step limit", err)
+			}
+			if w.n > tc.most {
+				t.Errorf("%d iterations ran, over the %d the steps allow", w.n, tc.most)
+			}
+		})
+	}
+}
