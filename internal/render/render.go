@@ -215,8 +215,13 @@ func nodes(n parse.Node) int {
 		for _, a := range n.Args {
 			count += nodes(a)
 		}
+	// A chain of fields is a lookup per field.
+	case *parse.FieldNode:
+		count += len(n.Ident) - 1
+	case *parse.VariableNode:
+		count += len(n.Ident) - 1
 	case *parse.ChainNode:
-		count += nodes(n.Node)
+		count += nodes(n.Node) + len(n.Field) - 1
 	case *parse.IfNode:
 		count += nodes(n.Pipe) + nodes(n.List) + nodes(n.ElseList)
 	case *parse.WithNode:
@@ -380,6 +385,9 @@ func (t *Template) funcs() template.FuncMap {
 			return t.made(base64.StdEncoding.EncodeToString([]byte(s)))
 		},
 		"base64Decode": func(s string) (string, error) {
+			if err := t.step(kib(len(s))); err != nil { // the trim's scan
+				return "", err
+			}
 			s = strings.TrimSpace(s)
 			if err := t.reserve(base64.StdEncoding.DecodedLen(len(s))); err != nil {
 				return "", err
@@ -405,10 +413,16 @@ func (t *Template) funcs() template.FuncMap {
 			}
 			return v, nil
 		},
-		"join":      t.join,
-		"trimSpace": strings.TrimSpace,
-		"toUpper":   t.mapCase(strings.ToUpper, unicode.ToUpper),
-		"toLower":   t.mapCase(strings.ToLower, unicode.ToLower),
+		"join": t.join,
+		// Makes nothing, but scans up to all of s: charged as a comparison.
+		"trimSpace": func(s string) (string, error) {
+			if err := t.step(kib(len(s))); err != nil {
+				return "", err
+			}
+			return strings.TrimSpace(s), nil
+		},
+		"toUpper": t.mapCase(strings.ToUpper, unicode.ToUpper),
+		"toLower": t.mapCase(strings.ToLower, unicode.ToLower),
 	}
 }
 
