@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -155,7 +156,7 @@ func equal(a, b reflect.Value) (bool, error) {
 	case ka == uintKind && kb == intKind:
 		return equal(b, a)
 	case ka == intKind && kb == uintKind:
-		return a.Int() >= 0 && uint64(a.Int()) == b.Uint(), nil
+		return intUint(a.Int(), b.Uint()) == 0, nil
 	case ka != kb:
 		if a.IsValid() && b.IsValid() {
 			return false, incompatible(a, b)
@@ -188,6 +189,14 @@ func equal(a, b reflect.Value) (bool, error) {
 	return a.Interface() == b.Interface(), nil
 }
 
+// intUint compares a signed with an unsigned integer by value.
+func intUint(i int64, u uint64) int {
+	if i < 0 || u > math.MaxInt64 {
+		return -1
+	}
+	return cmp.Compare(i, int64(u))
+}
+
 func isNil(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Invalid:
@@ -207,9 +216,9 @@ func less(a, b reflect.Value) (bool, error) {
 	}
 	switch {
 	case ka == intKind && kb == uintKind:
-		return a.Int() < 0 || uint64(a.Int()) < b.Uint(), nil
+		return intUint(a.Int(), b.Uint()) < 0, nil
 	case ka == uintKind && kb == intKind:
-		return b.Int() >= 0 && a.Uint() < uint64(b.Int()), nil
+		return intUint(b.Int(), a.Uint()) > 0, nil
 	case ka != kb:
 		return false, incompatible(a, b)
 	}
