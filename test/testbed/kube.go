@@ -305,6 +305,11 @@ func (k *Kube) runAPIServer(ctx context.Context, port int) error {
 		"--service-account-signing-key-file=" + f("sa.key"),
 		"--service-cluster-ip-range=" + k.opts.ServiceCIDR,
 		"--enable-priority-and-fairness=false",
+		// Stop within seconds of SIGTERM even while clients hold watches
+		// (the provider watches its HMAC key Secret): without it net/http's
+		// graceful shutdown waits up to --request-timeout (60 s) for watch
+		// streams to end. HA control planes behind a load balancer set it too.
+		"--shutdown-send-retry-after=true",
 	}
 	if loopback {
 		// 1.37 refuses a loopback advertise address unless endpoints are not reconciled.
