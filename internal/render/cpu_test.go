@@ -58,8 +58,9 @@ func TestLongComparisonsCostSteps(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// A deadline only so that code without the charge ends the test.
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			// A deadline only so that code without the charge ends the test; long
+			// enough that -race on a loaded machine never reaches it with the charge.
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
 			w := &writes{}
 			start := time.Now()
@@ -183,8 +184,9 @@ func TestScansAndChainsCostSteps(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// A deadline only so that code without the charge ends the test.
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			// A deadline only so that code without the charge ends the test; long
+			// enough that -race on a loaded machine never reaches it with the charge.
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
 			w := &writes{}
 			start := time.Now()
