@@ -202,6 +202,7 @@ part_debs() {
 	[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 	command -v iptables >/dev/null || missing+=(iptables)
 	[ -x /bin/busybox ] || missing+=(busybox-static) # the test pods' shell and tools
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15) # test/peer's database image
 	if [ ${#missing[@]} -eq 0 ]; then
 		log "debs: containerd, runc, CNI plugins, iptables installed"
 		return
@@ -228,7 +229,7 @@ part_images() {
 	build imagetool "$IMAGES_TOOL_VERSION" "30 s" .
 	build pause "$IMAGES_TOOL_VERSION" "5 s" .
 	local key
-	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" "$here/vault/docker-entrypoint.sh" | sha256sum | cut -c1-12)
+	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" "$here/vault/docker-entrypoint.sh" "$here/pg-entrypoint/main.go" | sha256sum | cut -c1-12)
 	images="$cache/images-$key"
 	mkdir -p "$images"
 	# Images of older recipes or versions are never used again.
@@ -247,10 +248,11 @@ part_images() {
 		-file "$c/livenessprobe-$LIVENESSPROBE_VERSION/livenessprobe=/livenessprobe"
 	image coredns "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" -entrypoint /coredns -user 65532:65532 -nonroot \
 		-file "$c/coredns-$COREDNS_VERSION/coredns=/coredns"
-	# The test workload: busybox's sh, cat, ls, env and sleep (each a copy;
-	# busybox picks the applet by its name).
+	# The test workload: busybox's sh, cat, ls, env and sleep, and the stat
+	# and printenv the peer's suite (test/peer) calls (each a copy; busybox
+	# picks the applet by its name).
 	local applets=() a
-	for a in sh cat ls env sleep; do applets+=(-file "/bin/busybox=/bin/$a"); done
+	for a in sh cat ls env sleep stat printenv; do applets+=(-file "/bin/busybox=/bin/$a"); done
 	image testapp docker.io/library/busybox:1.35 -entrypoint /bin/sleep -cmd infinity "${applets[@]}"
 	# Vault runs as root, as the official image's entrypoint starts (it drops to
 	# the vault user after granting the binary IPC_LOCK, which a tarball cannot
@@ -260,6 +262,19 @@ part_images() {
 		-cmd server -cmd -dev -nonroot -env PATH=/usr/local/bin:/bin -env HOME=/home/nonroot \
 		-file "$c/vault-$VAULT_VERSION/vault=/bin/vault" -file /bin/busybox=/bin/sh \
 		-file "$here/vault/docker-entrypoint.sh=/usr/local/bin/docker-entrypoint.sh" -file "$ca=$ca"
+	# The peer suite's database (test/peer), under a tag of the bed's own:
+	# Debian's PostgreSQL 15 server binaries with the real psql and pg_isready
+	# (/usr/bin's are Perl wrappers), where their share folder is found; every
+	# server library but the LLVM JIT; UTC; a shell for initdb's popen; and an
+	# entrypoint honouring POSTGRES_DB, POSTGRES_USER and POSTGRES_PASSWORD.
+	NOLINK=1 build pg-entrypoint "$IMAGES_TOOL_VERSION" "5 s" .
+	local pg=/usr/lib/postgresql/15 pglibs=() so z
+	for so in "$pg"/lib/*.so; do [ "${so##*/}" = llvmjit.so ] || pglibs+=(-file "$so=$so"); done
+	for z in UTC Etc/UTC GMT; do pglibs+=(-file "/usr/share/zoneinfo/$z=/usr/share/zoneinfo/$z"); done
+	image postgres okevault.test/postgres:15 -entrypoint /usr/local/bin/pg-entrypoint -nonroot \
+		-env "PATH=$pg/bin:/usr/local/bin:/bin" -file "$c/pg-entrypoint-$IMAGES_TOOL_VERSION/pg-entrypoint=/usr/local/bin/pg-entrypoint" \
+		-file "$pg/bin=$pg/bin" "${pglibs[@]}" -file "/usr/share/postgresql/15=/usr/share/postgresql/15" \
+		-file /bin/busybox=/bin/sh -libs
 	# The operators and what they run, under the names setup pins (examples/setup).
 	image etcd "gcr.io/etcd-development/etcd:$ETCD_VERSION" -entrypoint /usr/local/bin/etcd \
 		-file "$c/etcd-$ETCD_VERSION/etcd=/usr/local/bin/etcd"
