@@ -176,11 +176,9 @@ func TestHostileTemplates(t *testing.T) {
 	if peak > rssCeiling {
 		t.Errorf("peak RSS %d MiB, over the %d MiB ceiling", peak>>20, rssCeiling>>20)
 	}
-	// Each hostile mount is refused by a bound; the mount deadline (30 s)
-	// would be a spinning template or a build the bounds missed.
-	if slowestBad > 15*time.Second {
-		t.Errorf("the slowest hostile mount took %s, half the mount deadline or more", slowestBad.Round(time.Millisecond))
-	}
+	// Each hostile mount is refused by a bound, never by the mount
+	// deadline: the codes above exclude DeadlineExceeded, so no timing is
+	// asserted (slowestBad is reported).
 	for name, c := range templateClasses() {
 		if ownCode[name] == 0 {
 			t.Errorf("%s: no mount failed with %s", name, c.code)
