@@ -61,7 +61,11 @@ func writeCharts(dir string) (string, error) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 			return "", fmt.Errorf("suite charts: %w", err)
 		}
-		if err := os.WriteFile(dst, adapted(path), 0o600); err != nil {
+		b := suiteFile(path)
+		if strings.HasPrefix(rel, "nginx/") {
+			b = adapted(path)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
 			return "", fmt.Errorf("suite charts: %w", err)
 		}
 	}
