@@ -229,7 +229,7 @@ part_images() {
 	build imagetool "$IMAGES_TOOL_VERSION" "30 s" .
 	build pause "$IMAGES_TOOL_VERSION" "5 s" .
 	local key
-	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" "$here/vault/docker-entrypoint.sh" "$here/pg-entrypoint/main.go" | sha256sum | cut -c1-12)
+	key=$(cat "$here/versions.env" "$here/build.sh" "$here/imagetool/main.go" "$here/pause/main.go" "$here/vault/docker-entrypoint.sh" "$here/pg-entrypoint/main.go" "$here/printenv/main.go" | sha256sum | cut -c1-12)
 	images="$cache/images-$key"
 	mkdir -p "$images"
 	# Images of older recipes or versions are never used again.
@@ -249,11 +249,14 @@ part_images() {
 	image coredns "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" -entrypoint /coredns -user 65532:65532 -nonroot \
 		-file "$c/coredns-$COREDNS_VERSION/coredns=/coredns"
 	# The test workload: busybox's sh, cat, ls, env and sleep, and the stat
-	# and printenv the peer's suite (test/peer) calls (each a copy; busybox
-	# picks the applet by its name).
+	# the peer's suite (test/peer) calls (each a copy; busybox picks the
+	# applet by its name); Debian's busybox-static has no printenv applet, so
+	# the suite's printenv is a static one of the bed's (test/tools/printenv).
+	NOLINK=1 build printenv "$IMAGES_TOOL_VERSION" "5 s" .
 	local applets=() a
-	for a in sh cat ls env sleep stat printenv; do applets+=(-file "/bin/busybox=/bin/$a"); done
-	image testapp docker.io/library/busybox:1.35 -entrypoint /bin/sleep -cmd infinity "${applets[@]}"
+	for a in sh cat ls env sleep stat; do applets+=(-file "/bin/busybox=/bin/$a"); done
+	image testapp docker.io/library/busybox:1.35 -entrypoint /bin/sleep -cmd infinity "${applets[@]}" \
+		-file "$c/printenv-$IMAGES_TOOL_VERSION/printenv=/bin/printenv"
 	# Vault runs as root, as the official image's entrypoint starts (it drops to
 	# the vault user after granting the binary IPC_LOCK, which a tarball cannot
 	# carry): the operator adds IPC_LOCK for mlock. Manifests that want a user

@@ -1,0 +1,3 @@
+module github.com/okevault/vault-csi-provider/test/tools/printenv
+
+go 1.26.0
