@@ -165,53 +165,12 @@ current-context: ctx-a
 // exits 2 while changes are pending, apply 0, plan 0 once converged, verify 0;
 // an unreachable Vault is 1. The root token never reaches the output.
 func TestExitCodes(t *testing.T) {
-	kube := testbed.StartKube(t)
-	vault := testbed.StartVault(t)
-	ctx := t.Context()
-	dir := t.TempDir()
-
-	// Vault runs outside the cluster: it reviews tokens as a service account
-	// bound to system:auth-delegator, with a token we give it.
-	if err := kube.CreateServiceAccount(ctx, "kube-system", "vault-tokenreview"); err != nil {
-		t.Fatal(err)
-	}
-	_, err := kube.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "vault-tokenreview"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "vault-tokenreview", Namespace: "kube-system"}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwt, err := kube.Token(ctx, "kube-system", "vault-tokenreview", "", nil, 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kube.CreateServiceAccount(ctx, "default", "default"); err != nil { // verify's outsider
-		t.Fatal(err)
-	}
-	files := map[string][]byte{"reviewer.jwt": []byte(jwt), "kube-ca.pem": kube.CAPEM}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	chart, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/bank-vaults/vault-operator").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"VAULT_TOKEN": vault.RootToken, "TESTAPP_USERNAME": "testapp", "TESTAPP_PASSWORD": "pw-1234"}
-	flags := []string{"-f", seed,
-		"--kubeconfig", kube.KubeconfigPath,
-		"--vault-addr", vault.Addr,
-		"--kubernetes-host", kube.Host,
-		"--kubernetes-ca-file", filepath.Join(dir, "kube-ca.pem"),
-		"--reviewer-jwt-file", filepath.Join(dir, "reviewer.jwt"),
-		"--operator-chart", filepath.Join(strings.TrimSpace(string(chart)), "deploy", "charts", "vault-operator"),
-		"--wait", "10s",
-	}
+	b := startCommandBed(t)
+	kube, vault, jwt := b.kube, b.vault, b.jwt
+	env := map[string]string{"TESTAPP_USERNAME": "testapp", "TESTAPP_PASSWORD": "pw-1234"}
+	flags := b.flags(vault.Addr)
 	// deploy on a fresh cluster needs nothing but the file and a kubeconfig.
-	r := runCmd(t, nil, "deploy", "--dry-run", "-f", seed, "--kubeconfig", kube.KubeconfigPath, "--operator-chart", flags[len(flags)-3])
+	r := runCmd(t, nil, "deploy", "--dry-run", "-f", seed, "--kubeconfig", kube.KubeconfigPath, "--operator-chart", b.chart)
 	if r.code != exitPending || !strings.Contains(r.stdout, "deploy: + Vault vault/vault") {
 		t.Fatalf("deploy --dry-run with nothing set: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -250,5 +209,71 @@ func TestExitCodes(t *testing.T) {
 	r = runCmd(t, env, append([]string{"configure"}, append(flags, "--vault-addr", "http://127.0.0.1:1", "--timeout", "2s")...)...)
 	if r.code != exitError || !strings.Contains(r.stderr, "configure: plan against Vault at http://127.0.0.1:1") {
 		t.Fatalf("unreachable Vault: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// commandBed is a real apiserver and a real Vault dev server outside it,
+// with the files the command needs to configure that Vault.
+type commandBed struct {
+	kube  *testbed.Kube
+	vault *testbed.Vault
+	dir   string
+	jwt   string // the reviewer's token
+	chart string // the vault-operator chart in the module cache
+}
+
+func startCommandBed(t *testing.T) *commandBed {
+	t.Helper()
+	kube := testbed.StartKube(t)
+	vault := testbed.StartVault(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+
+	// Vault runs outside the cluster: it reviews tokens as a service account
+	// bound to system:auth-delegator, with a token we give it.
+	if err := kube.CreateServiceAccount(ctx, "kube-system", "vault-tokenreview"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := kube.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault-tokenreview"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "vault-tokenreview", Namespace: "kube-system"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt, err := kube.Token(ctx, "kube-system", "vault-tokenreview", "", nil, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.CreateServiceAccount(ctx, "default", "default"); err != nil { // verify's outsider
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"reviewer.jwt": []byte(jwt), "kube-ca.pem": kube.CAPEM, "vault.token": []byte(vault.RootToken)}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chart, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/bank-vaults/vault-operator").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &commandBed{kube: kube, vault: vault, dir: dir, jwt: jwt,
+		chart: filepath.Join(strings.TrimSpace(string(chart)), "deploy", "charts", "vault-operator")}
+}
+
+// flags are the seed's command-line flags for the bed, with Vault at vaultAddr
+// and the token in a file.
+func (b *commandBed) flags(vaultAddr string) []string {
+	return []string{"-f", seed,
+		"--kubeconfig", b.kube.KubeconfigPath,
+		"--vault-addr", vaultAddr,
+		"--vault-token-file", filepath.Join(b.dir, "vault.token"),
+		"--kubernetes-host", b.kube.Host,
+		"--kubernetes-ca-file", filepath.Join(b.dir, "kube-ca.pem"),
+		"--reviewer-jwt-file", filepath.Join(b.dir, "reviewer.jwt"),
+		"--operator-chart", b.chart,
+		"--wait", "10s",
 	}
 }
