@@ -42,7 +42,7 @@ comma := ,
 # The checksum database has no entry for the CSI driver's module; go.sum pins it.
 export GONOSUMDB := sigs.k8s.io/secrets-store-csi-driver,monis.app/mlog,github.com/bank-vaults
 
-.PHONY: help build release test test-peer test-unit fuzz testbin lint demo demo-quick bench bench-pods load image image-push clean
+.PHONY: help build release push test test-peer test-unit fuzz testbin lint demo demo-quick bench bench-pods load image image-push clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -50,7 +50,7 @@ help: ## list the targets
 build: ## build the static provider binary into dist/
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o dist/vault-csi-provider ./cmd/vault-csi-provider
 
-release: ## VERSION=vX.Y.Z: both commands for linux/amd64 and arm64, the chart package and SHA256SUMS in dist/<version>/ (no test bed; README "Releases")
+release: ## VERSION=vX.Y.Z: both commands for linux/amd64 and arm64, the provider image (OCI archive, both platforms), SBOMs, the chart package and SHA256SUMS in dist/<version>/ (no container engine; README "Releases")
 	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || \
 		{ echo "make release needs VERSION=vX.Y.Z (a semantic version, not "$(VERSION)")" >&2; exit 2; }
 	rm -rf $(RELEASE_DIR)
@@ -60,8 +60,13 @@ release: ## VERSION=vX.Y.Z: both commands for linux/amd64 and arm64, the chart p
 		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(LDFLAGS)" -o $$out ./cmd/$$c; \
 	done; done
 	$(HELM) package charts/vault-csi-provider --version $(CHART_VERSION) --app-version $(CHART_VERSION) --destination $(RELEASE_DIR)
+	go run ./cmd/vault-csi-release assemble -version $(VERSION) -dir $(RELEASE_DIR)
 	cd $(RELEASE_DIR) && sha256sum -- * > SHA256SUMS
 	@echo "release $(VERSION) in $(RELEASE_DIR):"; ls -l $(RELEASE_DIR)
+
+push: ## REGISTRY=<host>/<namespace> VERSION=vX.Y.Z [REGISTRY_USERNAME=...] (password in the environment as REGISTRY_PASSWORD, or docker login's): push make release's image and chart, print the digests (README "Install")
+	@[ -n "$(REGISTRY)" ] || { echo "make push needs REGISTRY=<host>/<namespace>, e.g. fra.ocir.io/<tenancy-namespace>/vault" >&2; exit 2; }
+	go run ./cmd/vault-csi-release push -version $(VERSION) -dir $(RELEASE_DIR) -registry $(REGISTRY) $(if $(REGISTRY_USERNAME),-username '$(REGISTRY_USERNAME)')
 
 testbin: ## build the real test-bed parts and the cluster's images (test/tools/build.sh); first run ~60 min, cached after
 	test/tools/build.sh

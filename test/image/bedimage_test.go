@@ -3,24 +3,31 @@ package image_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"debug/elf"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/okevault/vault-csi-provider/internal/release"
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
 
-// TestBedImageMatchesDockerfile: the image the cluster bed runs (assembled
-// from this repository's build, since the bed has no container engine) has
-// the Dockerfile's layout: its USER, its ENTRYPOINT, a static binary at the
-// path the Dockerfile copies it to, CA certificates and the nonroot user.
+// TestBedImageMatchesDockerfile: the image the cluster bed runs, assembled
+// by the release's recipe (internal/release, what make release writes;
+// the bed has no container engine), has the Dockerfile's layout: its USER,
+// its ENTRYPOINT, its LABELs (the version being the build's), a static
+// binary at the path the Dockerfile copies it to, CA certificates and the
+// nonroot user of distroless static.
 func TestBedImageMatchesDockerfile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the provider and its image; skipped under -short")
@@ -44,21 +51,46 @@ func TestBedImageMatchesDockerfile(t *testing.T) {
 	if err := json.Unmarshal([]byte(ep.args), &entrypoint); err != nil {
 		t.Fatalf("ENTRYPOINT %q: %v", ep.args, err)
 	}
+	label, _ := final.last("LABEL")
+	labels := map[string]string{}
+	for _, m := range labelPair.FindAllStringSubmatch(label.args, -1) {
+		labels[m[1]] = strings.ReplaceAll(m[2], "${VERSION}", "testbed")
+	}
 
-	tarball, err := testbed.BuildProviderImage(t.Context(), t.TempDir())
+	archive, err := testbed.BuildProviderImage(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	config, files := readDockerArchive(t, tarball)
-	if config.Config.User != user.args {
-		t.Errorf("bed image user %q, Dockerfile USER %q", config.Config.User, user.args)
+	idx, _, done, err := release.ReadArchive(archive)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !slices.Equal(config.Config.Entrypoint, entrypoint) {
-		t.Errorf("bed image entrypoint %q, Dockerfile ENTRYPOINT %q", config.Config.Entrypoint, entrypoint)
+	defer done()
+	m, err := idx.IndexManifest()
+	if err != nil || len(m.Manifests) != 1 {
+		t.Fatalf("the bed's image index: %v, want one manifest", err)
 	}
+	img, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.User != user.args {
+		t.Errorf("image user %q, Dockerfile USER %q", cf.Config.User, user.args)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, entrypoint) {
+		t.Errorf("image entrypoint %q, Dockerfile ENTRYPOINT %q", cf.Config.Entrypoint, entrypoint)
+	}
+	if len(labels) == 0 || !maps.Equal(cf.Config.Labels, labels) {
+		t.Errorf("image labels %v, Dockerfile LABEL %v", cf.Config.Labels, labels)
+	}
+	files := imageFiles(t, img)
 	bin, ok := files[strings.TrimPrefix(binary, "/")]
 	if !ok {
-		t.Fatalf("bed image has no %s", binary)
+		t.Fatalf("image has no %s", binary)
 	}
 	exe, err := elf.NewFile(bytes.NewReader(bin))
 	if err != nil {
@@ -70,79 +102,37 @@ func TestBedImageMatchesDockerfile(t *testing.T) {
 		}
 	}
 	if len(files["etc/ssl/certs/ca-certificates.crt"]) == 0 {
-		t.Error("bed image has no CA certificates (distroless static has them)")
+		t.Error("image has no CA certificates (distroless static has them)")
 	}
 	if !strings.Contains(string(files["etc/passwd"]), "nonroot:x:65532:65532") {
-		t.Error("bed image has no nonroot user 65532 (distroless nonroot has it)")
+		t.Error("image has no nonroot user 65532 (distroless nonroot has it)")
 	}
 }
 
-type imageConfig struct {
-	Config struct {
-		User       string   `json:"User"`
-		Entrypoint []string `json:"Entrypoint"`
-	} `json:"config"`
-}
+// labelPair is one key="value" of a LABEL instruction.
+var labelPair = regexp.MustCompile(`([A-Za-z0-9._-]+)="([^"]*)"`)
 
-// readDockerArchive returns the image config and the regular files of every
-// layer of a docker-archive tarball.
-func readDockerArchive(t *testing.T, path string) (imageConfig, map[string][]byte) {
+// imageFiles returns the regular files of img's layers.
+func imageFiles(t *testing.T, img v1.Image) map[string][]byte {
 	t.Helper()
-	blobs := map[string][]byte{}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	tr := tar.NewReader(f)
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(rc)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			break
+			return files
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		blobs[h.Name] = b
-	}
-	var manifest []struct {
-		Config string   `json:"Config"`
-		Layers []string `json:"Layers"`
-	}
-	if err := json.Unmarshal(blobs["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
-		t.Fatalf("manifest.json: %v (%d images)", err, len(manifest))
-	}
-	var cfg imageConfig
-	if err := json.Unmarshal(blobs[manifest[0].Config], &cfg); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	files := map[string][]byte{}
-	for _, layer := range manifest[0].Layers {
-		zr, err := gzip.NewReader(bytes.NewReader(blobs[layer]))
-		if err != nil {
-			t.Fatalf("layer %s: %v", layer, err)
-		}
-		lr := tar.NewReader(zr)
-		for {
-			h, err := lr.Next()
-			if err == io.EOF {
-				break
-			}
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.Typeflag == tar.TypeReg {
-				b, err := io.ReadAll(lr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				files[h.Name] = b
-			}
+			files[h.Name] = b
 		}
 	}
-	return cfg, files
 }

@@ -4,55 +4,85 @@
 package release_test
 
 import (
+	"archive/tar"
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"helm.sh/helm/v3/pkg/chart/loader"
 
+	"github.com/okevault/vault-csi-provider/internal/release"
 	"github.com/okevault/vault-csi-provider/test/testbed"
 )
 
 const version = "v0.0.0-releasetest"
 
+// TestRelease runs make release twice, each in a clone of this
+// repository's HEAD (what a tag's build sees), the second in another
+// directory under another umask, and checks the first's output; the image
+// index must come out with the same digest both times. (Uncommitted
+// changes are not in the clones: commit before running it.)
 func TestRelease(t *testing.T) {
 	if testing.Short() {
-		t.Skip("cross-builds both commands for two platforms and packages the chart; skipped under -short")
+		t.Skip("cross-builds both commands for two platforms twice and packages the chart; skipped under -short")
 	}
 	root, err := testbed.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	runMake := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(t.Context(), "make", append([]string{"-C", root}, args...)...)
-		return cmd.CombinedOutput()
-	}
-
-	if out, err := runMake("release", "VERSION=not-a-version", "RELEASE_DIR="+dir); err == nil || !strings.Contains(string(out), "VERSION=vX.Y.Z") {
+	if out, err := exec.CommandContext(t.Context(), "make", "-C", root, "release", "VERSION=not-a-version", "RELEASE_DIR="+t.TempDir()).CombinedOutput(); err == nil || !strings.Contains(string(out), "VERSION=vX.Y.Z") {
 		t.Errorf("make release VERSION=not-a-version: %v\n%s\nwant a refusal naming VERSION=vX.Y.Z", err, out)
 	}
-	out, err := runMake("release", "VERSION="+version, "RELEASE_DIR="+dir)
-	if err != nil {
-		t.Fatalf("make release: %v\n%s", err, out)
+	build := func(clone, umask string) (dir, index string) {
+		t.Helper()
+		if out, err := exec.CommandContext(t.Context(), "git", "clone", "--quiet", "--no-hardlinks", root, clone).CombinedOutput(); err != nil {
+			t.Fatalf("git clone: %v\n%s", err, out)
+		}
+		dir = filepath.Join(clone, "dist", version)
+		out, err := exec.CommandContext(t.Context(), "sh", "-c", "umask "+umask+" && exec make -C "+clone+" release VERSION="+version).CombinedOutput()
+		if err != nil {
+			t.Fatalf("make release (umask %s): %v\n%s", umask, err, out)
+		}
+		m := regexp.MustCompile(`index (sha256:[0-9a-f]{64})`).FindSubmatch(out)
+		if m == nil {
+			t.Fatalf("make release printed no index digest:\n%s", out)
+		}
+		return dir, string(m[1])
+	}
+	start := time.Now()
+	dir, index := build(filepath.Join(t.TempDir(), "a"), "022")
+	t.Logf("RELEASE: make release took %s", time.Since(start).Round(time.Second))
+	again, indexAgain := build(filepath.Join(t.TempDir(), "elsewhere", "b"), "077")
+	if index != indexAgain {
+		t.Errorf("the image index is %s in one build and %s in the other", index, indexAgain)
+	}
+	sums, sumsAgain := readFile(t, filepath.Join(dir, "SHA256SUMS")), readFile(t, filepath.Join(again, "SHA256SUMS"))
+	if sums != sumsAgain {
+		t.Logf("SHA256SUMS differ between the builds (reported, not asserted: only the image is required to be reproducible):\n%s\n%s", sums, sumsAgain)
 	}
 
 	var want []string
 	for _, c := range []string{"vault-csi-provider", "vault-oke-setup"} {
 		for _, arch := range []string{"amd64", "arm64"} {
-			want = append(want, c+"-"+version+"-linux-"+arch)
+			want = append(want, c+"-"+version+"-linux-"+arch, c+"-"+version+"-linux-"+arch+".cdx.json")
 		}
 	}
 	chartFile := "vault-csi-provider-" + strings.TrimPrefix(version, "v") + ".tgz"
-	want = append(want, chartFile, "SHA256SUMS")
+	want = append(want, chartFile, "vault-csi-provider-"+version+".oci.tar", "SHA256SUMS")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -151,4 +181,101 @@ func TestRelease(t *testing.T) {
 			t.Errorf("helm lint --strict %s: %v\n%s", chartFile, err, out)
 		}
 	})
+
+	t.Run("image", func(t *testing.T) {
+		idx, ref, done, err := release.ReadArchive(filepath.Join(dir, "vault-csi-provider-"+version+".oci.tar"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		if ref != "ghcr.io/okevault/vault-csi-provider:"+version {
+			t.Errorf("the archive names the image %q", ref)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var platforms []string
+		for _, d := range m.Manifests {
+			platforms = append(platforms, d.Platform.String())
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, err := img.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cf.OS+"/"+cf.Architecture != d.Platform.String() || cf.Config.Labels["org.opencontainers.image.version"] != version {
+				t.Errorf("%s: config says %s/%s, version label %q", d.Platform, cf.OS, cf.Architecture, cf.Config.Labels["org.opencontainers.image.version"])
+			}
+			// The image's binary is the release's binary for its platform.
+			files := layerFiles(t, img)
+			if files[strings.TrimPrefix(release.Binary, "/")] != readFile(t, filepath.Join(dir, "vault-csi-provider-"+version+"-linux-"+d.Platform.Architecture)) {
+				t.Errorf("%s: %s is not the release's binary for it", d.Platform, release.Binary)
+			}
+		}
+		if !slices.Equal(platforms, []string{"linux/amd64", "linux/arm64"}) {
+			t.Errorf("the index holds %q, want linux/amd64 and linux/arm64", platforms)
+		}
+	})
+
+	t.Run("sbom", func(t *testing.T) {
+		var bom struct {
+			BOMFormat string `json:"bomFormat"`
+			Metadata  struct {
+				Component struct{ Name, Version string }
+			}
+			Components []struct {
+				Name string
+				PURL string `json:"purl"`
+			}
+		}
+		if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "vault-csi-provider-"+version+"-linux-arm64.cdx.json"))), &bom); err != nil {
+			t.Fatal(err)
+		}
+		purls := map[string]bool{}
+		for _, c := range bom.Components {
+			purls[c.PURL[:strings.LastIndexByte(c.PURL, '@')]] = true
+		}
+		if bom.BOMFormat != "CycloneDX" || bom.Metadata.Component.Name != "vault-csi-provider" || bom.Metadata.Component.Version != version ||
+			!purls["pkg:golang/github.com/hashicorp/vault/api"] || !purls["pkg:golang/google.golang.org/grpc"] || !purls["pkg:golang/stdlib"] {
+			t.Errorf("the provider's SBOM: format %q, component %+v, %d components; want CycloneDX naming the release and its modules (vault/api, grpc, the standard library)",
+				bom.BOMFormat, bom.Metadata.Component, len(bom.Components))
+		}
+	})
+}
+
+// layerFiles is the regular files of img's layers, by path.
+func layerFiles(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	files := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name] = string(b)
+		}
+	}
+}
+
+func readFile(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/okevault/vault-csi-provider/internal/release"
 )
 
 // What the cluster bed installs, the way users install it: the Secrets Store
@@ -269,16 +272,14 @@ func (c *Cluster) InstallDriver(ctx context.Context, rotationPoll time.Duration)
 	return c.WaitDaemonSet(ctx, DriverNamespace, DriverRelease+"-secrets-store-csi-driver")
 }
 
-// BuildProviderImage builds the provider from this repository as the
-// Dockerfile does (static, trimmed, the version stamped in) and assembles
-// its image as the Dockerfile lays it out (the binary at
-// /bin/vault-csi-provider, CA certificates, user 65532), into dir.
+// BuildProviderImage builds the provider from this repository for this
+// machine's architecture as make release does (static, trimmed, the
+// version stamped in) and assembles its image with the release's own
+// recipe (internal/release: the Dockerfile's layout, an OCI image index
+// holding this platform's manifest), as an OCI archive in dir named
+// ProviderImage: the bed runs what ships, but for the version.
 func BuildProviderImage(ctx context.Context, dir string) (string, error) {
 	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	tool, err := Bin("imagetool")
 	if err != nil {
 		return "", err
 	}
@@ -289,13 +290,13 @@ func BuildProviderImage(ctx context.Context, dir string) (string, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build the provider: %w: %s", err, out)
 	}
-	out := filepath.Join(dir, "vault-csi-provider.tar")
-	const ca = "/etc/ssl/certs/ca-certificates.crt"
-	img := exec.CommandContext(ctx, tool, "-o", out, "-tag", ProviderImage, //nolint:gosec // G204: the bed's own tool
-		"-entrypoint", "/bin/vault-csi-provider", "-user", "65532:65532", "-nonroot",
-		"-file", bin+"=/bin/vault-csi-provider", "-file", ca+"="+ca)
-	if b, err := img.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("assemble the provider image: %w: %s", err, b)
+	idx, err := release.Index("testbed", map[string]string{runtime.GOARCH: bin})
+	if err != nil {
+		return "", fmt.Errorf("assemble the provider image: %w", err)
+	}
+	out := filepath.Join(dir, "vault-csi-provider.oci.tar")
+	if err := release.WriteArchive(out, idx, ProviderImage); err != nil {
+		return "", fmt.Errorf("assemble the provider image: %w", err)
 	}
 	return out, nil
 }
