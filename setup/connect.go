@@ -97,15 +97,11 @@ func (r *Runner) trustOperatorCA(ctx context.Context, cs kubernetes.Interface) e
 	if len(ca) == 0 {
 		return fmt.Errorf("the CA of Vault: the Secret %s/%s has no ca.crt", d.Namespace, name)
 	}
-	cfg := r.Vault.CloneConfig()
-	if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACertBytes: ca}); err != nil {
+	// A new client: vault/api's CloneConfig would read the VAULT_* variables.
+	c, err := newVaultClient(r.Vault.Address(), r.Vault.Token(), &vaultapi.TLSConfig{CACertBytes: ca}, r.Vault.ClientTimeout())
+	if err != nil {
 		return fmt.Errorf("the CA of Vault from the Secret %s/%s: %w", d.Namespace, name, err)
 	}
-	c, err := vaultapi.NewClient(cfg)
-	if err != nil {
-		return err
-	}
-	c.SetToken(r.Vault.Token())
 	r.Vault = c
 	return nil
 }

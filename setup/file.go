@@ -161,7 +161,8 @@ type ServiceAccountRef struct {
 
 // Configure is the Vault side.
 type Configure struct {
-	// VaultAddress: default --vault-addr, $VAULT_ADDR.
+	// VaultAddress: --vault-addr overrides it; without either, $VAULT_ADDR
+	// when the command runs with --vault-env.
 	VaultAddress   string         `yaml:"vaultAddress"`
 	Auth           []AuthMethod   `yaml:"auth"`
 	Policies       []Policy       `yaml:"policies"`

@@ -110,7 +110,7 @@ func PrepareFor(st Stages, f *File, o Overrides, env Env) (*Prepared, error) {
 		p.VaultAddr = firstNonEmpty(o.VaultAddr, c.VaultAddress, env("VAULT_ADDR"))
 		switch {
 		case p.VaultAddr == "" && f.Spec.Deploy == nil:
-			ce.add("spec.configure.vaultAddress", "no Vault address: set it, --vault-addr or $VAULT_ADDR (with spec.deploy, setup reaches the Vault it deployed by itself)")
+			ce.add("spec.configure.vaultAddress", "no Vault address: set it or --vault-addr (or $VAULT_ADDR with --vault-env; with spec.deploy, setup reaches the Vault it deployed by itself)")
 		case p.VaultAddr != "":
 			if u, err := url.Parse(p.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				ce.add("spec.configure.vaultAddress", "%q is not an http(s) URL", p.VaultAddr)

@@ -2,9 +2,11 @@ package setup
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -256,7 +258,7 @@ func (r *Runner) requireConfigure() error {
 	case r.Prepared.Vault == nil:
 		return errors.New("configure: the file has no spec.configure")
 	case r.Vault == nil:
-		return errors.New("configure: no Vault client (--vault-addr and $VAULT_TOKEN)")
+		return errors.New("configure: no Vault client (--vault-addr and --vault-token-file)")
 	case (r.Forward || r.TokenFromCluster) && (r.Kube == nil || r.Prepared.Deploy == nil):
 		return errors.New("configure: reaching the deployed Vault needs spec.deploy and Kubernetes access (--kubeconfig)")
 	}
@@ -484,26 +486,41 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// NewVaultClient returns a client for addr that reads no VAULT_*
-// variables by itself: the command passes what it decided explicitly.
+// NewVaultClient returns a client for addr that takes nothing from the
+// VAULT_* variables: see newVaultClient.
 func NewVaultClient(addr, token, caCertFile string, timeout time.Duration) (*vaultapi.Client, error) {
-	cfg := vaultapi.DefaultConfig()
-	if cfg.Error != nil {
-		return nil, cfg.Error
+	return newVaultClient(addr, token, &vaultapi.TLSConfig{CACert: caCertFile}, timeout)
+}
+
+// newVaultClient builds its configuration by hand, not with vault/api's
+// DefaultConfig, which reads VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_HTTP_PROXY,
+// VAULT_PROXY_ADDR, VAULT_CACERT, VAULT_SKIP_VERIFY, VAULT_MAX_RETRIES,
+// VAULT_RATE_LIMIT, VAULT_SRV_LOOKUP and more into it; and it clears what
+// NewClient reads (VAULT_TOKEN, VAULT_NAMESPACE, VAULT_HEADERS) and what
+// each request would (VAULT_WRAP_TTL). vault/api still reads them in every
+// Clone and refuses to make a client when one of them does not parse: the
+// command removes them from its environment before it makes any.
+func newVaultClient(addr, token string, tlsConf *vaultapi.TLSConfig, timeout time.Duration) (*vaultapi.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &vaultapi.Config{
+		Address: addr,
+		// vault/api follows redirects itself, not net/http.
+		HttpClient: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Timeout:    timeout,
+		// A plan should fail fast on an unreachable Vault, not retry for a minute.
+		MaxRetries: 1,
 	}
-	cfg.Address = addr
-	cfg.Timeout = timeout
-	// A plan should fail fast on an unreachable Vault, not retry for a minute.
-	cfg.MaxRetries = 1
-	if caCertFile != "" {
-		if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{CACert: caCertFile}); err != nil {
-			return nil, err
-		}
+	if err := cfg.ConfigureTLS(tlsConf); err != nil {
+		return nil, err
 	}
 	c, err := vaultapi.NewClient(cfg)
 	if err != nil {
 		return nil, err
 	}
 	c.SetToken(token)
+	c.ClearNamespace()
+	c.SetHeaders(http.Header{vaultapi.RequestHeaderName: {"true"}})
+	c.SetWrappingLookupFunc(func(string, string) string { return "" })
 	return c, nil
 }

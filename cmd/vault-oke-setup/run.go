@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,9 +40,10 @@ commands:
   help       print this help
 
 Flags go before or after the command. Without --vault-addr (or the file's
-vaultAddress, $VAULT_ADDR) setup reaches the Vault it deployed through a
-port-forward. The Vault token comes from --vault-token-file or $VAULT_TOKEN,
-else from the operator's Secret; it is never printed. Walk-through:
+vaultAddress) setup reaches the Vault it deployed through a port-forward.
+The Vault token comes from --vault-token-file, else from the operator's
+Secret; it is never printed. Every VAULT_* variable is ignored, unless
+--vault-env takes $VAULT_ADDR, $VAULT_TOKEN and $VAULT_CACERT. Walk-through:
 docs/setup.md.
 
 flags:
@@ -57,7 +59,7 @@ type options struct {
 	kubernetesHost, kubernetesCAFile string
 	reviewerJWTFile, operatorChart   string
 	snapshot                         string
-	dryRun, yes                      bool
+	dryRun, yes, vaultEnv            bool
 	wait, timeout                    time.Duration
 }
 
@@ -129,9 +131,10 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.file, "f", "", "the VaultSetup file (required)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster)")
 	fs.StringVar(&o.kubeContext, "context", "", "kubeconfig context to use (default: its current-context)")
-	fs.StringVar(&o.vaultAddr, "vault-addr", "", "Vault address for configure and verify (default: the file's spec.configure.vaultAddress, $VAULT_ADDR)")
-	fs.StringVar(&o.vaultTokenFile, "vault-token-file", "", "file holding the Vault token (default: $VAULT_TOKEN)")
-	fs.StringVar(&o.vaultCACert, "vault-ca-cert", "", "PEM CA of Vault's TLS certificate (default: $VAULT_CACERT)")
+	fs.StringVar(&o.vaultAddr, "vault-addr", "", "Vault address for configure and verify (default: the file's spec.configure.vaultAddress)")
+	fs.StringVar(&o.vaultTokenFile, "vault-token-file", "", "file holding the Vault token")
+	fs.StringVar(&o.vaultCACert, "vault-ca-cert", "", "PEM CA of Vault's TLS certificate")
+	fs.BoolVar(&o.vaultEnv, "vault-env", false, "take $VAULT_ADDR, $VAULT_TOKEN and $VAULT_CACERT as the defaults of the three flags above (without it every VAULT_* variable is ignored)")
 	fs.StringVar(&o.kubernetesHost, "kubernetes-host", "", "apiserver URL Vault's Kubernetes auth calls (overrides the file; for a Vault outside the cluster)")
 	fs.StringVar(&o.kubernetesCAFile, "kubernetes-ca-file", "", "PEM CA of that apiserver (overrides the file)")
 	fs.StringVar(&o.reviewerJWTFile, "reviewer-jwt-file", "", "JWT Vault calls TokenReview with (overrides the file; for a Vault outside the cluster)")
@@ -148,6 +151,7 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 	if o.file == "" {
 		return exitError, errors.New("-f setup.yaml is required")
 	}
+	getenv = withoutVaultEnv(getenv, o.vaultEnv, stdout)
 	f, err := setup.Load(o.file)
 	if err != nil {
 		return exitError, err
@@ -272,7 +276,39 @@ func vaultToken(file string, getenv func(string) string) (string, error) {
 
 // errNoToken: neither --vault-token-file nor $VAULT_TOKEN. With spec.deploy
 // the token comes from the operator's Secret instead.
-var errNoToken = errors.New("no Vault token: set $VAULT_TOKEN or --vault-token-file (or declare spec.deploy with the kubernetesSecret unseal, and setup takes it from the operator's Secret)")
+var errNoToken = errors.New("no Vault token: give --vault-token-file (or $VAULT_TOKEN with --vault-env; or declare spec.deploy with the kubernetesSecret unseal, and setup takes it from the operator's Secret)")
+
+// vaultEnvUsed are the variables --vault-env takes.
+var vaultEnvUsed = []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_CACERT"}
+
+// withoutVaultEnv keeps an engineer's shell from choosing the Vault a run
+// configures: it removes every VAULT_* variable from the process (vault/api
+// reads them in each client and clone it makes, and refuses to make one
+// when a value does not parse), names those it ignores, and returns getenv
+// answering "" for VAULT_* names, but for vaultEnvUsed when useEnv.
+func withoutVaultEnv(getenv func(string) string, useEnv bool, out io.Writer) func(string) string {
+	var ignored []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "VAULT_") {
+			continue
+		}
+		_ = os.Unsetenv(name) // fails only for an invalid name, which os.Environ does not return
+		if !useEnv || !slices.Contains(vaultEnvUsed, name) {
+			ignored = append(ignored, "$"+name)
+		}
+	}
+	if len(ignored) > 0 {
+		slices.Sort(ignored)
+		_, _ = fmt.Fprintf(out, "vault-oke-setup: ignoring %s (--vault-env takes $VAULT_ADDR, $VAULT_TOKEN and $VAULT_CACERT)\n", strings.Join(ignored, ", "))
+	}
+	return func(name string) string {
+		if strings.HasPrefix(name, "VAULT_") && (!useEnv || !slices.Contains(vaultEnvUsed, name)) {
+			return ""
+		}
+		return getenv(name)
+	}
+}
 
 // stageName names the stage that needs Vault, for errors.
 func stageName(st setup.Stages) string {

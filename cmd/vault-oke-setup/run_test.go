@@ -35,7 +35,7 @@ func runCmd(t *testing.T, env map[string]string, args ...string) result {
 
 // TestUsageErrors needs no real parts.
 func TestUsageErrors(t *testing.T) {
-	secrets := map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p", "VAULT_ADDR": "http://127.0.0.1:1"}
+	secrets := map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p"}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("apiVersion: setup.okevault.io/v1alpha1\nkind: VaultSetup\nmetadata: {name: x}\nspec:\n  configure:\n    polices: []\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", nil, []string{"bogus"}, `unknown command "bogus"`},
 		{"no file", nil, []string{"plan"}, "-f setup.yaml is required"},
 		{"unknown field", nil, []string{"plan", "-f", bad}, `line 6: unknown field "polices"`},
-		{"no token", secrets, []string{"configure", "-f", configureOnly}, "configure: no Vault token: set $VAULT_TOKEN or --vault-token-file"},
+		{"no token", secrets, []string{"configure", "-f", configureOnly, "--vault-addr", "http://127.0.0.1:1"}, "configure: no Vault token: give --vault-token-file"},
 		{"no vault address", map[string]string{"TESTAPP_USERNAME": "u", "TESTAPP_PASSWORD": "p"}, []string{"configure", "-f", configureOnly}, "configure: spec.configure.vaultAddress: no Vault address"},
 		{"secret values for configure", nil, []string{"configure", "-f", seed}, "configure: spec.configure.secrets[0].data.username.env: $TESTAPP_USERNAME is not set"},
 		{"destroy needs a deploy side", nil, []string{"destroy", "-f", configureOnly}, "no spec.deploy"},
