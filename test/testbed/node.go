@@ -13,7 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -371,12 +373,16 @@ func (c *Cluster) removeSandboxes(ctx context.Context) error {
 		return fmt.Errorf("CRI: list pod sandboxes: %w", err)
 	}
 	var errs []error
+	// A sandbox kubelet was removing as it stopped may be gone by the time
+	// it is stopped here: NotFound is done.
 	for _, sb := range list.Items {
-		if _, err := rt.StopPodSandbox(ctx, &cri.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+		if _, err := rt.StopPodSandbox(ctx, &cri.StopPodSandboxRequest{PodSandboxId: sb.Id}); status.Code(err) == codes.NotFound {
+			continue
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("CRI: stop sandbox of %s/%s: %w", sb.Metadata.Namespace, sb.Metadata.Name, err))
 			continue
 		}
-		if _, err := rt.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+		if _, err := rt.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil && status.Code(err) != codes.NotFound {
 			errs = append(errs, fmt.Errorf("CRI: remove sandbox of %s/%s: %w", sb.Metadata.Namespace, sb.Metadata.Name, err))
 		}
 	}
