@@ -70,9 +70,13 @@ func TestRelease(t *testing.T) {
 	if index != indexAgain {
 		t.Errorf("the image index is %s in one build and %s in the other", index, indexAgain)
 	}
-	sums, sumsAgain := readFile(t, filepath.Join(dir, "SHA256SUMS")), readFile(t, filepath.Join(again, "SHA256SUMS"))
-	if sums != sumsAgain {
-		t.Logf("SHA256SUMS differ between the builds (reported, not asserted: only the image is required to be reproducible):\n%s\n%s", sums, sumsAgain)
+	// Every file but the chart package is the same: Helm stamps its entries
+	// with the time they were packaged.
+	sums := strings.Split(readFile(t, filepath.Join(dir, "SHA256SUMS")), "\n")
+	for _, line := range strings.Split(readFile(t, filepath.Join(again, "SHA256SUMS")), "\n") {
+		if !slices.Contains(sums, line) && !strings.HasSuffix(line, ".tgz") {
+			t.Errorf("not the same in both builds: %s", line)
+		}
 	}
 
 	var want []string
