@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -63,12 +64,12 @@ func (r *Runner) ensureForward(ctx context.Context) error {
 	if err := r.fwd.open(ctx); err != nil {
 		return err
 	}
-	if r.fwd.scheme == "https" && !r.trustsCA {
-		if err := r.trustOperatorCA(ctx, r.fwd.kube); err != nil {
+	if !r.fwdClient {
+		if err := r.useForwardClient(ctx); err != nil {
 			r.fwd.close()
 			return err
 		}
-		r.trustsCA = true
+		r.fwdClient = true
 	}
 	if err := r.Vault.SetAddress(r.fwd.addr()); err != nil {
 		return err
@@ -81,29 +82,71 @@ func (r *Runner) ensureForward(ctx context.Context) error {
 	return nil
 }
 
-// trustOperatorCA makes r.Vault trust the CA that the operator put in the
-// TLS Secret (<vault>-tls, or the one named by tls.existingSecret), key ca.crt.
-func (r *Runner) trustOperatorCA(ctx context.Context, cs kubernetes.Interface) error {
-	d := r.Prepared.Deploy
-	name := firstNonEmpty(d.Vault.ExistingTLSSecret, d.Vault.Name+"-tls")
-	s, err := cs.CoreV1().Secrets(d.Namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("the CA of Vault: no Secret %s/%s (%w)", d.Namespace, name, errNotYet)
+// useForwardClient replaces r.Vault with a client for the forward: it
+// trusts the CA that the operator put in the TLS Secret (<vault>-tls, or
+// the one named by tls.existingSecret, key ca.crt) and follows a standby's
+// redirect only to another pod of the Vault (followToPod).
+func (r *Runner) useForwardClient(ctx context.Context) error {
+	tlsConf := &vaultapi.TLSConfig{}
+	if r.fwd.scheme == "https" {
+		ca, err := r.operatorCA(ctx)
+		if err != nil {
+			return err
+		}
+		tlsConf.CACertBytes = ca
 	}
+	c, err := newVaultClient(r.fwd.addr(), r.Vault.Token(), tlsConf, r.Vault.ClientTimeout(), r.followToPod)
 	if err != nil {
-		return fmt.Errorf("the CA of Vault from the Secret %s/%s: %w", d.Namespace, name, err)
-	}
-	ca := s.Data["ca.crt"]
-	if len(ca) == 0 {
-		return fmt.Errorf("the CA of Vault: the Secret %s/%s has no ca.crt", d.Namespace, name)
-	}
-	// A new client: vault/api's CloneConfig would read the VAULT_* variables.
-	c, err := newVaultClient(r.Vault.Address(), r.Vault.Token(), &vaultapi.TLSConfig{CACertBytes: ca}, r.Vault.ClientTimeout())
-	if err != nil {
-		return fmt.Errorf("the CA of Vault from the Secret %s/%s: %w", d.Namespace, name, err)
+		return fmt.Errorf("vault client for the port-forward: %w", err)
 	}
 	r.Vault = c
 	return nil
+}
+
+// operatorCA reads Vault's CA from the operator's TLS Secret.
+func (r *Runner) operatorCA(ctx context.Context) ([]byte, error) {
+	d := r.Prepared.Deploy
+	name := firstNonEmpty(d.Vault.ExistingTLSSecret, d.Vault.Name+"-tls")
+	s, err := r.fwd.kube.CoreV1().Secrets(d.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("the CA of Vault: no Secret %s/%s (%w)", d.Namespace, name, errNotYet)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the CA of Vault from the Secret %s/%s: %w", d.Namespace, name, err)
+	}
+	ca := s.Data["ca.crt"]
+	if len(ca) == 0 {
+		return nil, fmt.Errorf("the CA of Vault: the Secret %s/%s has no ca.crt", d.Namespace, name)
+	}
+	return ca, nil
+}
+
+// followToPod follows a redirect of a standby, reached through the
+// forward, to the pod it names (the operator's api_addr is
+// https://<pod>.<namespace>:8200): by forwarding to that pod, if it is a
+// pod of the deployed Vault, and sending the request there. Anything else
+// is not followed.
+func (r *Runner) followToPod(ctx context.Context, from, to *url.URL) (*url.URL, error) {
+	if u, err := sameServer(ctx, from, to); err == nil {
+		return u, nil
+	}
+	pod, ok := r.fwd.podIn(to)
+	if !ok {
+		return nil, errNotChosen
+	}
+	if err := r.fwd.openPod(ctx, pod); err != nil {
+		return nil, err
+	}
+	if err := r.Vault.SetAddress(r.fwd.addr()); err != nil {
+		return nil, err
+	}
+	r.printf("vault: a standby redirected to pod %s: reaching it at %s through a port-forward\n", pod, r.fwd.addr())
+	next, err := url.Parse(r.fwd.addr())
+	if err != nil {
+		return nil, err
+	}
+	next.Path, next.RawPath, next.RawQuery = to.Path, to.RawPath, to.RawQuery
+	return next, nil
 }
 
 // revokeStoredRoot revokes, after a successful configure, the root token

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -126,6 +129,40 @@ func (f *forward) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pods of Vault %s/%s: %w", f.namespace, f.vault, err)
 	}
+	return f.openTo(ctx, pod)
+}
+
+// openPod forwards to the named pod, if it is a running pod of the Vault.
+func (f *forward) openPod(ctx context.Context, name string) error {
+	pod, err := f.kube.CoreV1().Pods(f.namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", f.namespace, name, err)
+	}
+	sel, err := labels.Parse(vaultPodSelector(f.vault))
+	if err != nil {
+		return err
+	}
+	if !sel.Matches(labels.Set(pod.Labels)) || pod.Status.Phase != corev1.PodRunning {
+		return fmt.Errorf("pod %s/%s is not a running pod of Vault %s", f.namespace, name, f.vault)
+	}
+	return f.openTo(ctx, pod)
+}
+
+// podIn returns the pod a Vault address names as the operator's api_addr
+// does (https://<pod>.<namespace>:8200, or with .svc or .svc.cluster.local):
+// the scheme and port of the forward, and a name in its namespace.
+func (f *forward) podIn(u *url.URL) (string, bool) {
+	if u.Scheme != f.scheme || (u.Port() != "" && u.Port() != strconv.Itoa(vaultPort)) {
+		return "", false
+	}
+	pod, domain, _ := strings.Cut(u.Hostname(), ".")
+	ns := f.namespace
+	ok := pod != "" && (domain == ns || domain == ns+".svc" || domain == ns+".svc.cluster.local")
+	return pod, ok
+}
+
+// openTo forwards a free local port on 127.0.0.1 to pod's Vault port.
+func (f *forward) openTo(ctx context.Context, pod *corev1.Pod) error {
 	dialer, err := f.dial(f.namespace, pod.Name)
 	if err != nil {
 		return fmt.Errorf("port-forward to pod %s/%s: %w", f.namespace, pod.Name, err)

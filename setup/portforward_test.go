@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -80,19 +81,7 @@ func TestForwardAndWait(t *testing.T) {
 	if err := f.open(ctx); !errors.Is(err, errNotYet) {
 		t.Fatalf("no pods: %v, want errNotYet", err)
 	}
-	for _, p := range []corev1.Pod{vaultPod("vault-0", true, true, "false"), vaultPod("vault-1", true, true, "true"), vaultPod("vault-2", true, false, "false")} {
-		status := p.Status
-		automount := false
-		p.Spec = corev1.PodSpec{AutomountServiceAccountToken: &automount, Containers: []corev1.Container{{Name: "vault", Image: "hashicorp/vault:1.20.4"}}}
-		created, err := kube.Client.CoreV1().Pods("vault").Create(ctx, &p, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		created.Status = status
-		if _, err := kube.Client.CoreV1().Pods("vault").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createPods(t, kube, vaultPod("vault-0", true, true, "false"), vaultPod("vault-1", true, true, "true"), vaultPod("vault-2", true, false, "false"))
 	err := f.open(ctx)
 	if err == nil || !strings.Contains(err.Error(), "port-forward to pod vault/vault-1") || len(dialed) != 1 || dialed[0] != "vault/vault-1" {
 		t.Fatalf("open: %v, dialed %v; want a dial of the active pod vault/vault-1", err, dialed)
@@ -110,5 +99,80 @@ func TestForwardAndWait(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "waiting for Vault vault/vault: 2/3 pods ready") {
 		t.Fatalf("no progress line:\n%s", out)
+	}
+}
+
+// createPods makes the pods with their status, as a kubelet would report it.
+func createPods(t *testing.T, kube *testbed.Kube, pods ...corev1.Pod) {
+	t.Helper()
+	ctx := t.Context()
+	for _, p := range pods {
+		status := p.Status
+		automount := false
+		p.Spec = corev1.PodSpec{AutomountServiceAccountToken: &automount, Containers: []corev1.Container{{Name: "vault", Image: "hashicorp/vault:1.20.4"}}}
+		created, err := kube.Client.CoreV1().Pods(p.Namespace).Create(ctx, &p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created.Status = status
+		if _, err := kube.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFollowToPod against a real apiserver: through a port-forward, a
+// standby's redirect is followed only to a pod of the deployed Vault named
+// as its api_addr names it (a forward to that pod is dialled); any other
+// address, scheme, port or pod is refused without a dial.
+func TestFollowToPod(t *testing.T) {
+	kube := testbed.StartKube(t)
+	ctx := t.Context()
+	if err := kube.CreateServiceAccount(ctx, "vault", "default"); err != nil {
+		t.Fatal(err)
+	}
+	other := vaultPod("postgres-0", true, true, "")
+	other.Labels = map[string]string{"app": "postgres"}
+	createPods(t, kube, vaultPod("vault-0", true, true, "false"), vaultPod("vault-1", true, true, "true"), other)
+
+	var dialed []string
+	dial := func(ns, pod string) (httpstream.Dialer, error) {
+		dialed = append(dialed, ns+"/"+pod)
+		return nil, errors.New("no kubelet in this bed")
+	}
+	r := &Runner{Out: &bytes.Buffer{}, fwd: &forward{kube: kube.Client, dial: dial, namespace: "vault", vault: "vault", scheme: "https", pod: "vault-0", port: 40000}}
+	from, _ := url.Parse("https://127.0.0.1:40000/v1/sys/storage/raft/snapshot")
+	tests := []struct {
+		to, dial string
+	}{
+		{"https://vault-1.vault:8200/v1/sys/storage/raft/snapshot", "vault/vault-1"},
+		{"https://vault-1.vault.svc.cluster.local:8200/v1/x", "vault/vault-1"},
+		{"https://127.0.0.1:40000/v1/x", ""}, // the same forward: followed, no new dial
+		{"https://evil.example:8200/v1/x", ""},
+		{"https://vault-1.other:8200/v1/x", ""},
+		{"http://vault-1.vault:8200/v1/x", ""},
+		{"https://vault-1.vault:8201/v1/x", ""},
+		{"https://postgres-0.vault:8200/v1/x", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.to, func(t *testing.T) {
+			dialed = nil
+			to, _ := url.Parse(tt.to)
+			u, err := r.followToPod(ctx, from, to)
+			switch {
+			case tt.dial != "":
+				if len(dialed) != 1 || dialed[0] != tt.dial || err == nil || !strings.Contains(err.Error(), "port-forward to pod "+tt.dial) {
+					t.Errorf("got %v, %v, dialed %v; want a forward to %s", u, err, dialed, tt.dial)
+				}
+			case to.Host == from.Host:
+				if err != nil || u.String() != tt.to || len(dialed) > 0 {
+					t.Errorf("got %v, %v, dialed %v; want it followed as is", u, err, dialed)
+				}
+			default:
+				if err == nil || len(dialed) > 0 {
+					t.Errorf("got %v, %v, dialed %v; want it refused without a dial", u, err, dialed)
+				}
+			}
+		})
 	}
 }

@@ -58,9 +58,9 @@ type Runner struct {
 	// after deploy, before configure (default 10m).
 	WaitVault time.Duration
 
-	fwd      *forward
-	trustsCA bool // r.Vault trusts the operator's CA
-	root     *rootToken
+	fwd       *forward
+	fwdClient bool // r.Vault is the forward's client (useForwardClient)
+	root      *rootToken
 }
 
 // Summary counts what a plan found or an apply did.
@@ -489,7 +489,7 @@ func oneLine(s string) string {
 // NewVaultClient returns a client for addr that takes nothing from the
 // VAULT_* variables: see newVaultClient.
 func NewVaultClient(addr, token, caCertFile string, timeout time.Duration) (*vaultapi.Client, error) {
-	return newVaultClient(addr, token, &vaultapi.TLSConfig{CACert: caCertFile}, timeout)
+	return newVaultClient(addr, token, &vaultapi.TLSConfig{CACert: caCertFile}, timeout, sameServer)
 }
 
 // newVaultClient builds its configuration by hand, not with vault/api's
@@ -500,7 +500,8 @@ func NewVaultClient(addr, token, caCertFile string, timeout time.Duration) (*vau
 // each request would (VAULT_WRAP_TTL). vault/api still reads them in every
 // Clone and refuses to make a client when one of them does not parse: the
 // command removes them from its environment before it makes any.
-func newVaultClient(addr, token string, tlsConf *vaultapi.TLSConfig, timeout time.Duration) (*vaultapi.Client, error) {
+// follow decides where a redirect goes (redirectGuard).
+func newVaultClient(addr, token string, tlsConf *vaultapi.TLSConfig, timeout time.Duration, follow followFunc) (*vaultapi.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	cfg := &vaultapi.Config{
@@ -514,6 +515,8 @@ func newVaultClient(addr, token string, tlsConf *vaultapi.TLSConfig, timeout tim
 	if err := cfg.ConfigureTLS(tlsConf); err != nil {
 		return nil, err
 	}
+	// After ConfigureTLS, which needs the *http.Transport itself.
+	cfg.HttpClient.Transport = &redirectGuard{next: tr, follow: follow}
 	c, err := vaultapi.NewClient(cfg)
 	if err != nil {
 		return nil, err
