@@ -10,7 +10,8 @@
 //
 // push takes the registry's credentials from -username and the environment
 // variable REGISTRY_PASSWORD (never a flag: flags show in the process
-// list), or else from what `docker login` stored.
+// list), or else from what `docker login` stored; it checks the registry's
+// certificate against the system's roots (or SSL_CERT_FILE's).
 package main
 
 import (
@@ -52,8 +53,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var reg release.Registry
 	fs.StringVar(&reg.Repository, "registry", "", "push: registry host and namespace, e.g. fra.ocir.io/<tenancy-namespace>/vault")
 	fs.StringVar(&reg.Username, "username", "", "push: registry user (password in $REGISTRY_PASSWORD); empty: docker login's credentials")
-	fs.StringVar(&reg.CAFile, "ca-file", "", "push: PEM bundle to check the registry's certificate against")
-	fs.BoolVar(&reg.PlainHTTP, "plain-http", false, "push: the registry serves plain HTTP (a local test registry)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

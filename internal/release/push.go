@@ -3,12 +3,9 @@ package release
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 
@@ -39,11 +36,6 @@ type Registry struct {
 	// credentials `docker login` or `helm registry login` stored
 	// (~/.docker/config.json, $DOCKER_CONFIG).
 	Username, Password string
-	// CAFile, when set, is the PEM bundle the registry's certificate is
-	// checked against instead of the system's.
-	CAFile string
-	// PlainHTTP allows a registry without TLS (a local test registry).
-	PlainHTTP bool
 }
 
 // Pushed says what a push wrote, by digest.
@@ -55,16 +47,9 @@ type Pushed struct {
 // Push pushes the image index (tagged version) and the chart package
 // (tagged its version, as Helm does) to r.
 func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, chartPackage string) (Pushed, error) {
-	opts, err := r.options(ctx)
-	if err != nil {
-		return Pushed{}, err
-	}
-	var nameOpts []name.Option
-	if r.PlainHTTP {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
+	opts := r.options(ctx)
 	repo := strings.TrimSuffix(r.Repository, "/")
-	imageRef, err := name.NewTag(repo+"/vault-csi-provider:"+version, nameOpts...)
+	imageRef, err := name.NewTag(repo+"/vault-csi-provider:"+version)
 	if err != nil {
 		return Pushed{}, fmt.Errorf("registry %q: %w", r.Repository, err)
 	}
@@ -81,7 +66,7 @@ func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, ch
 		return Pushed{}, err
 	}
 	// OCI tags cannot hold "+", which semantic versions may; Helm writes "_".
-	chartRef, err := name.NewTag(repo+"/charts/vault-csi-provider:"+strings.ReplaceAll(chartVersion, "+", "_"), nameOpts...)
+	chartRef, err := name.NewTag(repo+"/charts/vault-csi-provider:"+strings.ReplaceAll(chartVersion, "+", "_"))
 	if err != nil {
 		return Pushed{}, err
 	}
@@ -99,27 +84,14 @@ func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, ch
 	}, nil
 }
 
-func (r Registry) options(ctx context.Context) ([]remote.Option, error) {
-	opts := []remote.Option{remote.WithContext(ctx)}
+// options authenticate as r says. The registry's certificate is checked
+// against the system's roots (SSL_CERT_FILE or SSL_CERT_DIR name others).
+func (r Registry) options(ctx context.Context) []remote.Option {
+	auth := remote.WithAuthFromKeychain(authn.DefaultKeychain)
 	if r.Username != "" {
-		opts = append(opts, remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: r.Username, Password: r.Password})))
-	} else {
-		opts = append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+		auth = remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: r.Username, Password: r.Password}))
 	}
-	if r.CAFile != "" {
-		pem, err := os.ReadFile(r.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificates", r.CAFile)
-		}
-		tr := remote.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		opts = append(opts, remote.WithTransport(tr))
-	}
-	return opts, nil
+	return []remote.Option{remote.WithContext(ctx), auth}
 }
 
 // chartArtifact is the chart package as Helm stores a chart in an OCI

@@ -6,11 +6,14 @@ package release_test
 import (
 	"archive/tar"
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +24,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"helm.sh/helm/v3/pkg/chart/loader"
 
 	"github.com/okevault/vault-csi-provider/internal/release"
@@ -64,7 +70,8 @@ func TestRelease(t *testing.T) {
 		return dir, string(m[1])
 	}
 	start := time.Now()
-	dir, index := build(filepath.Join(t.TempDir(), "a"), "022")
+	clone := filepath.Join(t.TempDir(), "a")
+	dir, index := build(clone, "022")
 	t.Logf("RELEASE: make release took %s", time.Since(start).Round(time.Second))
 	again, indexAgain := build(filepath.Join(t.TempDir(), "elsewhere", "b"), "077")
 	if index != indexAgain {
@@ -224,6 +231,48 @@ func TestRelease(t *testing.T) {
 		}
 	})
 
+	t.Run("push", func(t *testing.T) {
+		reg := testbed.StartRegistry(t, testbed.RegistryOptions{})
+		repo := reg.Host + "/okevault"
+		push := func(password string) (string, error) {
+			cmd := exec.CommandContext(t.Context(), "make", "-C", clone, "push", "VERSION="+version, "REGISTRY="+repo, "REGISTRY_USERNAME="+reg.Username)
+			cmd.Env = append(os.Environ(), "REGISTRY_PASSWORD="+password, "SSL_CERT_FILE="+reg.CAFile)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := push("wrong"); err == nil || !strings.Contains(out, "UNAUTHORIZED") {
+			t.Errorf("make push with a wrong password: %v\n%s\nwant the registry's UNAUTHORIZED", err, out)
+		}
+		out, err := push(reg.Password)
+		if err != nil {
+			t.Fatalf("make push: %v\n%s", err, out)
+		}
+		if want := "image: " + repo + "/vault-csi-provider@" + index; !strings.Contains(out, want) {
+			t.Errorf("make push printed:\n%s\nwant %q", out, want)
+		}
+		// What a user's tools pull back: the same index, and the chart
+		// through helm's own OCI client.
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM([]byte(readFile(t, reg.CAFile)))
+		got, err := remote.Index(mustRef(t, repo+"/vault-csi-provider:"+version),
+			remote.WithAuth(&authn.Basic{Username: reg.Username, Password: reg.Password}),
+			remote.WithTransport(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := got.Digest(); err != nil || d.String() != index {
+			t.Errorf("the registry's index: %v, %v; want %s", d, err, index)
+		}
+		show := exec.CommandContext(t.Context(), "go", "tool", "-modfile=test/tools/helm/go.mod", "helm", "show", "chart",
+			"oci://"+repo+"/charts/vault-csi-provider", "--version", strings.TrimPrefix(version, "v"),
+			"--ca-file", reg.CAFile, "--username", reg.Username, "--password", reg.Password)
+		show.Dir = root
+		show.Env = append(os.Environ(), "HELM_REGISTRY_CONFIG="+filepath.Join(t.TempDir(), "registry.json"))
+		if out, err := show.CombinedOutput(); err != nil || !strings.Contains(string(out), "name: vault-csi-provider") || !strings.Contains(string(out), "version: "+strings.TrimPrefix(version, "v")) {
+			t.Errorf("helm show chart oci://...: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("sbom", func(t *testing.T) {
 		var bom struct {
 			BOMFormat string `json:"bomFormat"`
@@ -282,4 +331,13 @@ func readFile(t *testing.T, file string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func mustRef(t *testing.T, ref string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
