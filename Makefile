@@ -101,6 +101,9 @@ bench-pods: testbin ## pod start to Ready through kubelet, with and without secr
 test-peer: testbin ## only the HashiCorp provider's own e2e suite (v1.7.4, from ../shared/third_party) against this provider on the cluster bed (make test runs it too)
 	go test $(GO_TEST_FLAGS) -v -timeout 40m ./test/peer/
 
+test-migration: testbin ## only the live switch from the HashiCorp provider v1.7.4 (vault-helm) to this one and back, with docs/migration.md's commands, pods starting throughout (make test runs it too)
+	go test $(GO_TEST_FLAGS) -v -timeout 30m ./test/migration/
+
 load: testbin ## 1,000 concurrent mounts through the real socket: errors, logins, peak RSS, goroutines (SECURITY.md)
 	go test -count=1 -run TestLoad -v ./test/chaos/ -args -load
 

@@ -10,7 +10,8 @@
 #   sidecars  node-driver-registrar and livenessprobe, from ../shared/third_party
 #   operators the vault-operator (module proxy), bank-vaults and the etcd operator (third_party)
 #   debs      containerd, runc, the CNI plugins, iptables and busybox-static, from Debian (apt)
-#   images    the cluster's images, assembled from the binaries above (bin/images)
+#   images    the cluster's images, assembled from the binaries above (bin/images), and
+#             the HashiCorp provider's (test/migration), built from ../shared/third_party
 #
 # usage: test/tools/build.sh [part...]   (default: all, in that order; images last)
 # env:   OKEVAULT_TESTBIN_CACHE  cache folder (default: ${XDG_CACHE_HOME:-$HOME/.cache}/okevault-testbin)
@@ -156,7 +157,8 @@ sidecar() {
 }
 # from_source NAME VERSION SRC CGO PKG=BIN... : build each ./PKG of a source
 # tree (a third-party archive, or a module from the proxy) into the cache as
-# BIN, with the tree's own go.mod and go.sum, as its release does.
+# BIN, with the tree's own go.mod and go.sum, as its release does ($LDFLAGS
+# added to -s -w).
 from_source() {
 	local name=$1 version=$2 src=$3 cgo=$4; shift 4
 	local dest="$cache/$name-$version" names=() p
@@ -170,7 +172,7 @@ from_source() {
 	rm -rf "$tmp" && mkdir -p "$tmp/src"
 	if [ -d "$src" ]; then cp -r "$src/." "$tmp/src/" && chmod -R u+w "$tmp/src"; else tar -xzf "$src" -C "$tmp/src" --strip-components=1; fi
 	for p in "$@"; do
-		(cd "$tmp/src" && CGO_ENABLED=$cgo go build -trimpath -ldflags "-s -w" -o "$tmp/${p#*=}" "./${p%%=*}")
+		(cd "$tmp/src" && CGO_ENABLED=$cgo go build -trimpath -ldflags "-s -w ${LDFLAGS:-}" -o "$tmp/${p#*=}" "./${p%%=*}")
 	done
 	rm -rf "$tmp/src" "$dest" && mv "$tmp" "$dest"
 	touch "$dest/.complete"
@@ -278,6 +280,17 @@ part_images() {
 		-env "PATH=$pg/bin:/usr/local/bin:/bin" -file "$c/pg-entrypoint-$IMAGES_TOOL_VERSION/pg-entrypoint=/usr/local/bin/pg-entrypoint" \
 		-file "$pg/bin=$pg/bin" "${pglibs[@]}" -file "/usr/share/postgresql/15=/usr/share/postgresql/15" \
 		-file /bin/busybox=/bin/sh -libs
+	# The provider this one replaces, for test/migration: hashicorp/vault-csi-provider
+	# from its source archive (its go.mod and go.sum; modules from the proxy),
+	# static as its Makefile builds it, laid out as its dev image (the binary
+	# at /bin, root), under a tag of the bed's own that vault-helm's
+	# csi.image points at.
+	local peer=vault-csi-provider-$PEER_PROVIDER_VERSION vpkg=github.com/hashicorp/vault-csi-provider/internal/version
+	local pv=${PEER_PROVIDER_VERSION#v}
+	LDFLAGS="-X $vpkg.GitVersion=$PEER_PROVIDER_VERSION -X $vpkg.Major=${pv%%.*} -X $vpkg.Minor=$(echo "$pv" | cut -d. -f2) -X $vpkg.Patch=${pv##*.}" \
+		from_source peer-vault-csi-provider "$PEER_PROVIDER_VERSION" "$(third_party)/$peer.tar.gz" 0 .=vault-csi-provider
+	image peer-vault-csi-provider "okevault.test/peer-vault-csi-provider:$pv" -entrypoint /bin/vault-csi-provider \
+		-file "$c/peer-vault-csi-provider-$PEER_PROVIDER_VERSION/vault-csi-provider=/bin/vault-csi-provider" -file "$ca=$ca"
 	# The operators and what they run, under the names setup pins (examples/setup).
 	image etcd "gcr.io/etcd-development/etcd:$ETCD_VERSION" -entrypoint /usr/local/bin/etcd \
 		-file "$c/etcd-$ETCD_VERSION/etcd=/usr/local/bin/etcd"
