@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -54,7 +56,7 @@ func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, ch
 		return Pushed{}, fmt.Errorf("registry %q: %w", r.Repository, err)
 	}
 	if err := remote.WriteIndex(imageRef, idx, opts...); err != nil {
-		return Pushed{}, fmt.Errorf("push %s: %w", imageRef, err)
+		return Pushed{}, pushError(imageRef, err)
 	}
 	imageDigest, err := idx.Digest()
 	if err != nil {
@@ -71,7 +73,7 @@ func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, ch
 		return Pushed{}, err
 	}
 	if err := remote.Write(chartRef, chart, opts...); err != nil {
-		return Pushed{}, fmt.Errorf("push %s: %w", chartRef, err)
+		return Pushed{}, pushError(chartRef, err)
 	}
 	chartDigest, err := chart.Digest()
 	if err != nil {
@@ -82,6 +84,16 @@ func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, ch
 		Chart:        chartRef.Context().Digest(chartDigest.String()).String(),
 		ChartVersion: chartVersion,
 	}, nil
+}
+
+// pushError says what to do about a refusal of the credentials, the
+// commonest failure (and a HEAD's 401 carries no message of its own).
+func pushError(ref name.Reference, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("push %s: the registry refused the credentials (%d): check -username and REGISTRY_PASSWORD, or docker login (OCIR: <tenancy-namespace>/<username> and an auth token): %w", ref, terr.StatusCode, err)
+	}
+	return fmt.Errorf("push %s: %w", ref, err)
 }
 
 // options authenticate as r says. The registry's certificate is checked

@@ -240,8 +240,8 @@ func TestRelease(t *testing.T) {
 			out, err := cmd.CombinedOutput()
 			return string(out), err
 		}
-		if out, err := push("wrong"); err == nil || !strings.Contains(out, "UNAUTHORIZED") {
-			t.Errorf("make push with a wrong password: %v\n%s\nwant the registry's UNAUTHORIZED", err, out)
+		if out, err := push("wrong"); err == nil || !strings.Contains(out, "the registry refused the credentials (401)") {
+			t.Errorf("make push with a wrong password: %v\n%s\nwant a refusal of the credentials", err, out)
 		}
 		out, err := push(reg.Password)
 		if err != nil {

@@ -114,7 +114,8 @@ auth: {htpasswd: {realm: okevault-bed, path: %q}}
 			return nil, err
 		}
 	}
-	if r.proc, err = startProcess(dir, "registry", childEnv(), bin, "serve", filepath.Join(dir, "config.yml")); err != nil {
+	// It would export traces to localhost:4318 otherwise.
+	if r.proc, err = startProcess(dir, "registry", childEnv("OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none"), bin, "serve", filepath.Join(dir, "config.yml")); err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
