@@ -31,7 +31,11 @@ func (r *Runner) connect(ctx context.Context) error {
 			return err
 		}
 		d := r.Prepared.Deploy
-		r.root = &rootToken{kube: cs, namespace: d.Namespace, secret: d.Vault.UnsealSecret}
+		r.root = &rootToken{
+			kube: cs, namespace: d.Namespace, secret: d.Vault.UnsealSecret,
+			record:       &tokenRecord{kube: cs, namespace: d.Namespace, name: d.Vault.Name + "-setup-tokens"},
+			cancelOthers: r.CancelGenerateRoot,
+		}
 	}
 	return r.root.acquire(ctx, r.Vault, r.printf)
 }

@@ -151,6 +151,39 @@ func TestNoRootTokenLeftBehind(t *testing.T) {
 	if err != nil || !now.Started || now.Nonce != st.Nonce {
 		t.Errorf("the other attempt: %+v, %v; want it still in progress (nonce %s)", now, err, st.Nonce)
 	}
+	// Told to, it cancels that attempt.
+	other, out = b.clusterRunner(t, v.Addr)
+	other.CancelGenerateRoot = true
+	if err := other.connect(ctx); err != nil || !strings.Contains(out.String(), "as --cancel-generate-root asks") {
+		t.Errorf("connect with CancelGenerateRoot: %v\n%s", err, out)
+	}
+	if err := other.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// An attempt an interrupted run of setup left (its nonce recorded) is
+	// cancelled without being told.
+	st, err = v.Client.Sys().GenerateRootInitWithContext(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &tokenRecord{kube: b.kube.Client, namespace: "vault", name: "vault-setup-tokens"}
+	if err := rec.set(ctx, recordNonce, st.Nonce); err != nil {
+		t.Fatal(err)
+	}
+	again, out := b.clusterRunner(t, v.Addr)
+	if err := again.connect(ctx); err != nil || !strings.Contains(out.String(), "cancelling the generate-root attempt an interrupted run left") {
+		t.Errorf("connect after an interrupted run's attempt: %v\n%s", err, out)
+	}
+	if err := again.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := rootTokens(t, v.Client); len(left) != len(want) {
+		t.Errorf("root-policy tokens at the end: %q, want only %q", left, want)
+	}
+	if accs, err := rec.accessors(ctx); err != nil || len(accs) > 0 {
+		t.Errorf("recorded accessors at the end: %q, %v; want none", accs, err)
+	}
 }
 
 // raftVault is a real Vault server on Raft storage (not a dev server),

@@ -52,6 +52,9 @@ type Runner struct {
 	// operator's Secret (Prepared.Deploy.Vault.UnsealSecret), or generate
 	// one from the unseal keys there when it has been revoked.
 	TokenFromCluster bool
+	// CancelGenerateRoot: cancel a generate-root attempt in progress that
+	// setup did not start (by default setup refuses to run over it).
+	CancelGenerateRoot bool
 	// Out receives progress lines and the summary.
 	Out io.Writer
 	// WaitVault bounds the wait for Vault to be initialised and unsealed

@@ -60,6 +60,7 @@ type options struct {
 	reviewerJWTFile, operatorChart   string
 	snapshot                         string
 	dryRun, yes, vaultEnv            bool
+	cancelGenerateRoot               bool
 	wait, timeout                    time.Duration
 }
 
@@ -140,6 +141,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.reviewerJWTFile, "reviewer-jwt-file", "", "JWT Vault calls TokenReview with (overrides the file; for a Vault outside the cluster)")
 	fs.StringVar(&o.operatorChart, "operator-chart", "", "vault-operator chart: a local directory instead of the pinned oci:// chart")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "plan only: show what would change and exit 2 if anything would")
+	fs.BoolVar(&o.cancelGenerateRoot, "cancel-generate-root", false, "cancel a generate-root attempt in progress that setup did not start (by default setup refuses to run over it)")
 	fs.BoolVar(&o.yes, "yes", false, "destroy: delete what the plan lists; restore: restore (without it both only say what they would do)")
 	fs.StringVar(&o.snapshot, "snapshot", "", "snapshot and restore: the snapshot file (snapshot writes it with mode 0600 and refuses to overwrite one)")
 	fs.DurationVar(&o.wait, "wait", 10*time.Minute, "how long apply waits for Vault to be unsealed between deploy and configure")
@@ -182,7 +184,7 @@ func execute(ctx context.Context, cmd string, st setup.Stages, o *options, geten
 	}
 	_, _ = fmt.Fprintf(stdout, "validate: %s ok\n", o.file)
 
-	r := &setup.Runner{Prepared: p, Out: stdout, WaitVault: o.wait}
+	r := &setup.Runner{Prepared: p, Out: stdout, WaitVault: o.wait, CancelGenerateRoot: o.cancelGenerateRoot}
 	defer func() {
 		// Revokes a root token generated for this run, ends the port-forward.
 		if err := r.Close(ctx); err != nil {
