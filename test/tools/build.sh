@@ -5,6 +5,7 @@
 # cache is skipped, so a fresh clone on the same machine is ready in seconds.
 #
 #   etcd kube csidriver helm vault   the processes the host-process bed runs
+#   registry  the CNCF Distribution registry (make push's test)
 #   node      kubelet, kube-controller-manager, kube-scheduler, kube-proxy
 #   coredns   the cluster DNS (only the plugins the bed uses)
 #   sidecars  node-driver-registrar and livenessprobe, from ../shared/third_party
@@ -122,6 +123,8 @@ part_csidriver() {
 	ln -sfn "$chart" "$bin/csidriver-chart"
 }
 part_helm() { LDFLAGS="-s -w" build helm "$HELM_VERSION" "70 s" helm.sh/helm/v3/cmd/helm; }
+# The CNCF Distribution registry that make push is tested against (test/release).
+part_registry() { LDFLAGS="-s -w" build registry "$REGISTRY_VERSION" "40 s" .; }
 part_vault() {
 	if ! cached vault "$VAULT_VERSION" vault; then vault_sdk; fi
 	LDFLAGS="-s -w" build vault "$VAULT_VERSION" "12 min, linking needs ~6 GB of memory" .
@@ -307,7 +310,7 @@ part_images() {
 	ln -sfn "$images" "$bin/images"
 }
 
-all=(etcd kube csidriver helm vault node coredns sidecars operators debs images)
+all=(etcd kube csidriver helm registry vault node coredns sidecars operators debs images)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${all[@]}")
 for p in "${parts[@]}"; do
@@ -319,7 +322,7 @@ if [ $# -eq 0 ]; then
 	# the rest (memory allows: its link peaks near 6 GB), images after both.
 	part_vault > >(sed -u 's/^/[vault] /') 2>&1 &
 	vault_pid=$!
-	for p in etcd kube csidriver helm node coredns sidecars operators debs; do "part_$p"; done
+	for p in etcd kube csidriver helm registry node coredns sidecars operators debs; do "part_$p"; done
 	wait "$vault_pid" || { log "vault: build failed"; exit 1; }
 	part_images
 else
