@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -166,17 +167,16 @@ func policyBody(text string) string {
 
 func planAudit(p *Plan, audits map[string]map[string]any, a AuditDevice) error {
 	name := a.Path + "/"
-	enable := func(ctx context.Context, c Client) error {
-		_, err := c.WriteWithContext(ctx, "sys/audit/"+a.Path, map[string]any{"type": a.Type, "description": ManagedMarker, "options": a.Options})
-		return err
-	}
 	live, ok := audits[name]
 	if !ok {
 		details := []string{"type: " + a.Type}
 		for _, k := range sortedKeys(a.Options) {
 			details = append(details, fmt.Sprintf("options.%s: %s", k, a.Options[k]))
 		}
-		p.Changes = append(p.Changes, Change{Op: Create, Kind: "audit device", Name: name, Details: details, apply: enable})
+		p.Changes = append(p.Changes, Change{Op: Create, Kind: "audit device", Name: name, Details: details, apply: func(ctx context.Context, c Client) error {
+			return enableAudit(ctx, c, a)
+		}})
+		planLeftBridge(p, audits, a)
 		return nil
 	}
 	if t, _ := live["type"].(string); t != a.Type {
@@ -195,27 +195,109 @@ func planAudit(p *Plan, audits map[string]map[string]any, a AuditDevice) error {
 	}
 	if len(diffs) == 0 {
 		p.Unchanged++
+		planLeftBridge(p, audits, a)
 		return nil
 	}
-	diffs = append(diffs, "disabled and enabled again: Vault cannot change a device's options")
+	old := AuditDevice{Path: a.Path, Type: a.Type, Options: map[string]string{}}
+	for k, v := range liveOpts {
+		old.Options[k] = fmt.Sprint(v)
+	}
+	diffs = append(diffs, fmt.Sprintf("disabled and enabled again (Vault cannot change a device's options), a copy of it at %s/ recording meanwhile", bridgePath(a.Path)))
 	p.Changes = append(p.Changes, Change{Op: Update, Kind: "audit device", Name: name, Details: diffs, apply: func(ctx context.Context, c Client) error {
-		if _, err := c.DeleteWithContext(ctx, "sys/audit/"+a.Path); err != nil {
-			return err
-		}
-		return enable(ctx, c)
+		return swapAudit(ctx, c, old, a)
 	}})
 	return nil
+}
+
+func enableAudit(ctx context.Context, c Client, a AuditDevice) error {
+	_, err := c.WriteWithContext(ctx, "sys/audit/"+a.Path, map[string]any{"type": a.Type, "description": ManagedMarker, "options": a.Options})
+	return err
+}
+
+func disableAudit(ctx context.Context, c Client, path string) error {
+	_, err := c.DeleteWithContext(ctx, "sys/audit/"+path) // Vault answers 204 for a path with no device
+	return err
+}
+
+// bridgePath is where swapAudit keeps a copy of a device while it changes.
+func bridgePath(path string) string { return path + "-setup-swap" }
+
+// planLeftBridge removes a bridge that a run which failed in swapAudit left.
+func planLeftBridge(p *Plan, audits map[string]map[string]any, a AuditDevice) {
+	path := bridgePath(a.Path)
+	if live, ok := audits[path+"/"]; ok && isManaged(live) {
+		p.Changes = append(p.Changes, Change{Op: Delete, Kind: "audit device", Name: path + "/", apply: func(ctx context.Context, c Client) error {
+			return disableAudit(ctx, c, path)
+		}})
+	}
+}
+
+// swapAudit changes a device's options with Vault audited at every step: a
+// copy of the old device (the bridge) records while the device is disabled
+// and enabled with the new options, and is disabled last; when the new
+// options fail, the old device is enabled again.
+func swapAudit(ctx context.Context, c Client, old, next AuditDevice) error {
+	bridge, ok := bridgeOf(old)
+	if ok {
+		// A bridge a failed run left goes first: the old device is on.
+		if err := disableAudit(ctx, c, bridge.Path); err != nil {
+			return err
+		}
+		if err := enableAudit(ctx, c, bridge); err != nil {
+			return fmt.Errorf("enable a copy of the device at %s/ (the device is unchanged): %w", bridge.Path, err)
+		}
+	}
+	if err := disableAudit(ctx, c, old.Path); err != nil {
+		return err
+	}
+	if err := enableAudit(ctx, c, next); err != nil {
+		if rerr := enableAudit(ctx, c, old); rerr != nil {
+			return errors.Join(fmt.Errorf("the new options: %w", err), fmt.Errorf("enable the old device again: %w", rerr))
+		}
+		err = fmt.Errorf("the new options (the old device is on again): %w", err)
+		if ok {
+			err = errors.Join(err, disableAudit(ctx, c, bridge.Path))
+		}
+		return err
+	}
+	if !ok {
+		return nil
+	}
+	return disableAudit(ctx, c, bridge.Path)
+}
+
+// bridgeOf is a copy of a device that Vault accepts beside it: Vault
+// refuses two file devices on one file_path, so the copy writes to another
+// name of the same stream (stdout is /dev/stdout; mode 0000 keeps Vault
+// from changing the mode of the stream) or to a sibling file. A device that
+// discards its records needs no copy.
+func bridgeOf(a AuditDevice) (AuditDevice, bool) {
+	b := AuditDevice{Path: bridgePath(a.Path), Type: a.Type, Options: maps.Clone(a.Options)}
+	if a.Type != "file" {
+		return b, true
+	}
+	switch fp := a.Options["file_path"]; fp {
+	case "discard":
+		return b, false
+	case "stdout":
+		b.Options["file_path"], b.Options["mode"] = "/dev/stdout", "0000"
+	case "/dev/stdout":
+		b.Options["file_path"] = "stdout"
+	default:
+		b.Options["file_path"] = fp + ".setup-swap"
+	}
+	return b, true
 }
 
 func planPruneAudit(p *Plan, d *Desired, audits map[string]map[string]any) {
 	for _, name := range sortedKeys(audits) {
 		path := strings.TrimSuffix(name, "/")
-		if !isManaged(audits[name]) || slices.ContainsFunc(d.Audit, func(a AuditDevice) bool { return a.Path == path }) {
+		declared := func(a AuditDevice) bool { return a.Path == path || bridgePath(a.Path) == path } // planAudit handles bridges
+		if !isManaged(audits[name]) || slices.ContainsFunc(d.Audit, declared) {
 			continue
 		}
 		p.Changes = append(p.Changes, Change{Op: Delete, Kind: "audit device", Name: name, apply: func(ctx context.Context, c Client) error {
-			_, err := c.DeleteWithContext(ctx, "sys/audit/"+path)
-			return err
+			return disableAudit(ctx, c, path)
 		}})
 	}
 }
