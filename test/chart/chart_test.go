@@ -567,8 +567,14 @@ func TestNotes(t *testing.T) {
 		"kubectl logs -n vault-csi-provider -l app.kubernetes.io/name=vault-csi-provider,app.kubernetes.io/instance=vault-csi-provider",
 		"docs/troubleshooting.md",
 		"No allowedVaultAddresses is set",
+		"Image: ghcr.io/okevault/vault-csi-provider:",
+		"No public registry serves this image",
 	); len(miss) > 0 {
 		t.Errorf("NOTES lack %q:\n%s", miss, rel.Info.Notes)
+	}
+	rel = mustRender(t.Context(), t, releaseNamespace, parseValues(t, "image:\n  repository: fra.ocir.io/ns/vault/vault-csi-provider\n  digest: sha256:0000000000000000000000000000000000000000000000000000000000000007\n"))
+	if miss := missingFrom(rel.Info.Notes, "Image: fra.ocir.io/ns/vault/vault-csi-provider@sha256:0000000000000000000000000000000000000000000000000000000000000007"); len(miss) > 0 || strings.Contains(rel.Info.Notes, "No public registry") {
+		t.Errorf("NOTES with the user's registry: lack %q or still warn:\n%s", miss, rel.Info.Notes)
 	}
 	if strings.Contains(rel.Info.Notes, "agent is ignored") {
 		t.Errorf("NOTES speak of an agent nobody configured:\n%s", rel.Info.Notes)
