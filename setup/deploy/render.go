@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
@@ -77,7 +78,19 @@ func Render(ctx context.Context, s *Spec) ([]*unstructured.Unstructured, error) 
 		}
 	}
 
-	chartObjs, err := RenderChart(ctx, s.Operator, s.Namespace)
+	// The operator watches Vault's namespace only; scopeVaultOperator
+	// narrows its RBAC to match.
+	operator := s.Operator
+	operator.Values = maps.Clone(operator.Values)
+	if operator.Values == nil {
+		operator.Values = map[string]any{}
+	}
+	operator.Values["watchNamespace"] = s.Namespace
+	chartObjs, err := RenderChart(ctx, operator, s.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("render chart %s: %w", s.Operator.Ref, err)
+	}
+	rbac, err := scopeVaultOperator(chartObjs, s)
 	if err != nil {
 		return nil, fmt.Errorf("render chart %s: %w", s.Operator.Ref, err)
 	}
@@ -88,7 +101,17 @@ func Render(ctx context.Context, s *Spec) ([]*unstructured.Unstructured, error) 
 		if err != nil {
 			return nil, fmt.Errorf("etcd operator manifest: %w", err)
 		}
+		etcdObjs, etcdRBAC, err := scopeEtcdOperator(etcdObjs, s)
+		if err != nil {
+			return nil, fmt.Errorf("etcd operator manifest: %w", err)
+		}
 		objs = append(objs, etcdObjs...)
+		rbac = append(rbac, etcdRBAC...)
+	}
+	for _, o := range rbac {
+		if err := add(o); err != nil {
+			return nil, err
+		}
 	}
 
 	for _, o := range vaultRBAC(s) {
