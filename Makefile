@@ -95,8 +95,8 @@ demo-quick: testbin build ## the quicker demo without a node: the parts as proce
 bench: testbin ## the performance benchmark: a mount storm, rotation passes and the Vault floor (docs/benchmark.md)
 	go run ./test/bench $(BENCH_ARGS)
 
-bench-pods: testbin ## pod start to Ready through kubelet, with and without secrets, 1 and 50 replicas (BENCHMARKS.md)
-	go test -run '^$$' -bench PodStart -benchtime 3x -timeout 40m ./test/cluster/
+bench-pods: testbin ## pod start to Ready through kubelet, with and without secrets, 1 and 50 replicas, this provider and the peer (BENCHMARKS.md)
+	go test -p 1 -run '^$$' -bench PodStart -benchtime 3x -timeout 40m ./test/cluster/ ./test/migration/
 
 test-peer: testbin ## only the HashiCorp provider's own e2e suite (v1.7.4, from ../shared/third_party) against this provider on the cluster bed (make test runs it too)
 	go test $(GO_TEST_FLAGS) -v -timeout 40m ./test/peer/

@@ -48,6 +48,7 @@ package migration
 import (
 	"flag"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/okevault/vault-csi-provider/test/testbed"
@@ -55,6 +56,8 @@ import (
 
 // bed is the cluster the test starts, closed after the package's tests.
 var bed struct {
+	once    sync.Once
+	err     error
 	cluster *testbed.Cluster
 }
 

@@ -55,9 +55,6 @@ const socketPath = "/var/run/secrets-store-csi-providers/vault.sock"
 var spcpsGVR = schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasspodstatuses"}
 
 func TestMigration(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real cluster; skipped under -short")
-	}
 	begin := time.Now()
 	ctx := t.Context()
 	c := startBed(t)
@@ -131,19 +128,79 @@ func TestMigration(t *testing.T) {
 	fmt.Fprintf(os.Stderr, "%s\nmigration: %s in all\n", r.summary(), time.Since(begin).Round(time.Second))
 }
 
-// startBed starts the cluster bed, Vault with the scenario, the driver,
-// the peer with vault-helm, and the workload; it builds and imports this
-// provider's image for the switch.
-func startBed(t *testing.T) *testbed.Cluster {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
-	defer cancel()
+// peerBed starts, once: the cluster bed, Vault with the scenario, the
+// driver, and the peer with vault-helm, as its users install it.
+func peerBed(tb testing.TB) *testbed.Cluster {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("starts a real cluster; skipped under -short")
+	}
+	bed.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+		defer cancel()
+		bed.err = startPeerBed(ctx)
+	})
+	if bed.err != nil {
+		if bed.cluster != nil {
+			tb.Log(bed.cluster.LogTail(60))
+		}
+		tb.Fatalf("migration bed: %v", bed.err)
+	}
+	testbed.LogOnFailure(tb, bed.cluster)
+	return bed.cluster
+}
+
+func startPeerBed(ctx context.Context) error {
 	c, err := testbed.NewCluster(ctx, testbed.ClusterOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	bed.cluster = c
-	testbed.LogOnFailure(t, c)
+	v, err := c.InstallVault(ctx)
+	if err != nil {
+		return err
+	}
+	if err := v.SeedScenario(ctx, c.Kube); err != nil {
+		return err
+	}
+	if err := c.InstallDriver(ctx, rotationPoll); err != nil {
+		return err
+	}
+	chart := filepath.Join(c.Dir, "vault-helm")
+	files, err := testbed.ReadArchive(vaultHelmArchive, "")
+	if err != nil {
+		return err
+	}
+	for rel, b := range files {
+		dst := filepath.Join(chart, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Helm(ctx, "install", "vault", chart, "--namespace", testbed.VaultNamespace, "--wait", "--timeout", "3m",
+		"--set", "server.enabled=false", "--set", "injector.enabled=false",
+		"--set", "csi.enabled=true", "--set", "csi.agent.enabled=false",
+		"--set", "server.serviceAccount.create=false", "--set", "server.authDelegator.enabled=false",
+		"--set", "csi.image.repository="+peerImageRepo, "--set", "csi.image.tag="+peerImageTag,
+		"--set", "csi.image.pullPolicy=Never"); err != nil {
+		return err
+	}
+	if err := c.WaitDaemonSet(ctx, testbed.VaultNamespace, "vault-csi-provider"); err != nil {
+		return err
+	}
+	return c.Apply(ctx, []byte(classManifest))
+}
+
+// startBed starts the peer's bed and the workload, and builds and imports
+// this provider's image for the switch.
+func startBed(t *testing.T) *testbed.Cluster {
+	t.Helper()
+	c := peerBed(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log("peer and provider logs:\n" + kubectlQuiet(c, "logs", "-n", "vault", "-l", "app.kubernetes.io/name=vault-csi-provider", "--tail=40") +
@@ -151,16 +208,6 @@ func startBed(t *testing.T) *testbed.Cluster {
 				kubectlQuiet(c, "logs", "-n", testbed.DriverNamespace, "-l", "app=secrets-store-csi-driver", "-c", "secrets-store", "--tail=60"))
 		}
 	})
-	v, err := c.InstallVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.SeedScenario(ctx, c.Kube); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.InstallDriver(ctx, rotationPoll); err != nil {
-		t.Fatal(err)
-	}
 	// This provider's image, imported now so that its build does not
 	// share the machine with the switch.
 	tarball, err := testbed.BuildProviderImage(ctx, c.Dir)
@@ -170,42 +217,11 @@ func startBed(t *testing.T) *testbed.Cluster {
 	if err := c.ImportImage(ctx, tarball); err != nil {
 		t.Fatal(err)
 	}
-
-	// The peer, as its users install it.
-	chart := filepath.Join(c.Dir, "vault-helm")
-	files, err := testbed.ReadArchive(vaultHelmArchive, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rel, b := range files {
-		dst := filepath.Join(chart, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.Helm(ctx, "install", "vault", chart, "--namespace", testbed.VaultNamespace, "--wait", "--timeout", "3m",
-		"--set", "server.enabled=false", "--set", "injector.enabled=false",
-		"--set", "csi.enabled=true", "--set", "csi.agent.enabled=false",
-		"--set", "server.serviceAccount.create=false", "--set", "server.authDelegator.enabled=false",
-		"--set", "csi.image.repository="+peerImageRepo, "--set", "csi.image.tag="+peerImageTag,
-		"--set", "csi.image.pullPolicy=Never"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitDaemonSet(ctx, testbed.VaultNamespace, "vault-csi-provider"); err != nil {
-		t.Fatal(err)
-	}
-
-	// The workload.
-	if err := c.Apply(ctx, []byte(classManifest)); err != nil {
-		t.Fatal(err)
-	}
 	for _, d := range []string{"steady", "churn"} {
 		if _, err := c.Client.AppsV1().Deployments(ns).Create(ctx, deployment(d, 2), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { removeDeployment(t, c, d) })
 	}
 	for _, d := range []string{"steady", "churn"} {
 		if err := c.WaitDeployment(ctx, ns, d); err != nil {
@@ -213,6 +229,30 @@ func startBed(t *testing.T) *testbed.Cluster {
 		}
 	}
 	return c
+}
+
+// removeDeployment deletes a Deployment and waits until it and its pods
+// are gone (foreground deletion), so that what runs next has the node.
+func removeDeployment(tb testing.TB, c *testbed.Cluster, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fg := metav1.DeletePropagationForeground
+	if err := c.Client.AppsV1().Deployments(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
+		tb.Error(err)
+		return
+	}
+	for {
+		_, err := c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Errorf("deployment %s not gone within 3 minutes (last: %v)", name, err)
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // classManifest is the scenario's class: two keys of one KV v2 secret.
