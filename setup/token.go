@@ -244,8 +244,8 @@ func (t *rootToken) generateRoot(ctx context.Context, sys *vaultapi.Sys, keys []
 		_ = sys.GenerateRootCancelWithContext(ctx)
 		return "", err
 	}
-	done := func() { _ = t.record.set(ctx, recordNonce, "") } // a left nonce only makes the next run cancel nothing
-	defer done()
+	// Forgotten however the attempt ends; a nonce left behind matches no later attempt.
+	defer func() { _ = t.record.set(ctx, recordNonce, "") }()
 	for _, k := range keys {
 		if st, err = sys.GenerateRootUpdateWithContext(ctx, k, nonce); err != nil {
 			_ = sys.GenerateRootCancelWithContext(ctx) // leave no half-done attempt
