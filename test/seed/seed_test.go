@@ -78,6 +78,7 @@ func testScenario(t *testing.T) {
 	checkOperators(t)
 	checkEtcd(t, 3)
 	checkVault(t, 3)
+	checkOperatorRBAC(t)
 
 	out, code := setupCmd(t, 5*time.Minute, seedArgs("verify")...)
 	if code != 0 || strings.Contains(out, "FAIL") || !strings.Contains(out, "PASS") {
