@@ -223,7 +223,7 @@ disable_mlock = true
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
-	cmd := exec.Command(bin, "server", "-config="+filepath.Join(dir, "vault.hcl")) //nolint:gosec // G204: the bed's Vault binary
+	cmd := exec.Command(bin, "server", "-config="+filepath.Join(dir, "vault.hcl"))
 	cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH")}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

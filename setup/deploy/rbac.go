@@ -64,7 +64,7 @@ func scopeVaultOperator(objs []*unstructured.Unstructured, s *Spec) ([]any, erro
 		switch {
 		case ns == "*":
 			// Every namespace: the copy needs their list, and Secrets everywhere.
-			role.Rules = append(caCopy, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list"}})
+			role.Rules = slices.Concat(caCopy, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list"}}})
 		case ns != s.Namespace:
 			added = append(added, roleAndBinding(role.Name+"-ca-copy", ns, caCopy, subjects)...)
 		}

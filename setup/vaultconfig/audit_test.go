@@ -44,7 +44,7 @@ func (w *watched) check(ctx context.Context, after string) {
 	if !strings.HasPrefix(after, "write sys/audit/") && !strings.HasPrefix(after, "delete sys/audit/") {
 		return
 	}
-	s, err := w.Logical.ReadWithContext(ctx, "sys/audit")
+	s, err := w.ReadWithContext(ctx, "sys/audit")
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func canI(t *testing.T, ns, sa, verb, resource, namespace string) bool {
 	} else {
 		args = append(args, "-n", namespace)
 	}
-	out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput() //nolint:gosec // G204: the bed's kubectl
+	out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
