@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -84,22 +85,25 @@ func TestVaultEnvIgnored(t *testing.T) {
 		"VAULT_DISABLE_REDIRECTS": "true",
 		"VAULT_MFA":               "stray:123456",
 	}
-	for k, v := range vars {
-		t.Setenv(k, v)
-	}
-	env := func(extra map[string]string) map[string]string {
-		m := map[string]string{"TESTAPP_USERNAME": "testapp", "TESTAPP_PASSWORD": "pw-1234"}
-		for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_CACERT"} {
-			m[k] = vars[k] // the command's own getenv sees them too
+	// Each run gets every variable afresh (the command unsets them), and
+	// reads the environment as main gives it: os.Getenv.
+	runEnv := func(extra map[string]string, args ...string) result {
+		t.Helper()
+		for k, v := range vars {
+			t.Setenv(k, v)
 		}
 		for k, v := range extra {
-			m[k] = v
+			t.Setenv(k, v)
 		}
-		return m
+		t.Setenv("TESTAPP_USERNAME", "testapp")
+		t.Setenv("TESTAPP_PASSWORD", "pw-1234")
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), args, os.Getenv, &out, &errOut)
+		return result{code, out.String(), errOut.String()}
 	}
 
 	for _, cmd := range []string{"apply", "verify"} {
-		r := runCmd(t, env(nil), append([]string{cmd}, b.flags(front.URL)...)...)
+		r := runEnv(nil, append([]string{cmd}, b.flags(front.URL)...)...)
 		if r.code != exitOK {
 			t.Fatalf("%s with VAULT_* set elsewhere: exit %d\nstdout:\n%s\nstderr:\n%s", cmd, r.code, r.stdout, r.stderr)
 		}
@@ -110,7 +114,7 @@ func TestVaultEnvIgnored(t *testing.T) {
 	// With --vault-env the address and token come from the environment.
 	flags := slices.DeleteFunc(b.flags(""), func(s string) bool { return s == "--vault-addr" || s == "" })
 	flags = slices.DeleteFunc(flags, func(s string) bool { return strings.HasSuffix(s, "vault.token") || s == "--vault-token-file" })
-	r := runCmd(t, env(map[string]string{"VAULT_ADDR": front.URL, "VAULT_TOKEN": b.vault.RootToken, "VAULT_CACERT": ""}), append([]string{"verify", "--vault-env"}, flags...)...)
+	r := runEnv(map[string]string{"VAULT_ADDR": front.URL, "VAULT_TOKEN": b.vault.RootToken, "VAULT_CACERT": ""}, append([]string{"verify", "--vault-env"}, flags...)...)
 	if r.code != exitOK {
 		t.Fatalf("verify --vault-env: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
