@@ -287,8 +287,15 @@ var vaultEnvUsed = []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_CACERT"}
 // configures: it removes every VAULT_* variable from the process (vault/api
 // reads them in each client and clone it makes, and refuses to make one
 // when a value does not parse), names those it ignores, and returns getenv
-// answering "" for VAULT_* names, but for vaultEnvUsed when useEnv.
+// answering "" for VAULT_* names, but for vaultEnvUsed when useEnv, with
+// their values read before the removal.
 func withoutVaultEnv(getenv func(string) string, useEnv bool, out io.Writer) func(string) string {
+	used := map[string]string{}
+	if useEnv {
+		for _, name := range vaultEnvUsed {
+			used[name] = getenv(name)
+		}
+	}
 	var ignored []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
@@ -305,8 +312,8 @@ func withoutVaultEnv(getenv func(string) string, useEnv bool, out io.Writer) fun
 		_, _ = fmt.Fprintf(out, "vault-oke-setup: ignoring %s (--vault-env takes $VAULT_ADDR, $VAULT_TOKEN and $VAULT_CACERT)\n", strings.Join(ignored, ", "))
 	}
 	return func(name string) string {
-		if strings.HasPrefix(name, "VAULT_") && (!useEnv || !slices.Contains(vaultEnvUsed, name)) {
-			return ""
+		if strings.HasPrefix(name, "VAULT_") {
+			return used[name]
 		}
 		return getenv(name)
 	}
