@@ -135,6 +135,10 @@ func TestNoRootTokenLeftBehind(t *testing.T) {
 	if left := rootTokens(t, v.Client); len(left) != len(want) {
 		t.Errorf("root-policy tokens after the next run: %q, want only %q\n%s", left, want, out)
 	}
+	// The dead run's token, and the failing run's root and run tokens.
+	if !strings.Contains(out.String(), "vault: revoked 3 token(s) that earlier runs generated and left") {
+		t.Errorf("the next run does not say it revoked the 3 left tokens:\n%s", out)
+	}
 
 	// Someone else's generate-root attempt is left alone.
 	st, err := v.Client.Sys().GenerateRootInitWithContext(ctx, "", "")
