@@ -61,7 +61,7 @@ func docCommands(t *testing.T, b docBlock) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := os.ReadFile(filepath.Join(root, docPath)) //nolint:gosec // G304: this module's doc
+	md, err := os.ReadFile(filepath.Join(root, docPath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func newShell(c *testbed.Cluster) (*shell, error) {
 func (s *shell) run(ctx context.Context, t *testing.T, name, script string) (string, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "bash", "-eo", "pipefail", "-c", script) //nolint:gosec // G204: the guide's own commands
+	cmd := exec.CommandContext(ctx, "bash", "-eo", "pipefail", "-c", script)
 	cmd.Env = s.env
 	cmd.Dir = s.dir
 	out, err := cmd.CombinedOutput()

@@ -180,7 +180,7 @@ func kubectlQuiet(c *testbed.Cluster, args ...string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...).CombinedOutput() //nolint:gosec // G204: the bed's kubectl
+	out, err := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", c.KubeconfigPath}, args...)...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("kubectl %s: %v: %s\n", strings.Join(args, " "), err, out)
 	}
