@@ -38,6 +38,9 @@ type Registry struct {
 	// credentials `docker login` or `helm registry login` stored
 	// (~/.docker/config.json, $DOCKER_CONFIG).
 	Username, Password string
+	// Transport, when set, carries the requests (a registry whose CA is
+	// not among the system's roots); nil: the default transport.
+	Transport http.RoundTripper
 }
 
 // Pushed says what a push wrote, by digest.
@@ -51,7 +54,7 @@ type Pushed struct {
 func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, chartPackage string) (Pushed, error) {
 	opts := r.options(ctx)
 	repo := strings.TrimSuffix(r.Repository, "/")
-	imageRef, err := name.NewTag(repo+"/vault-csi-provider:"+version)
+	imageRef, err := name.NewTag(repo + "/vault-csi-provider:" + version)
 	if err != nil {
 		return Pushed{}, fmt.Errorf("registry %q: %w", r.Repository, err)
 	}
@@ -68,7 +71,7 @@ func Push(ctx context.Context, r Registry, version string, idx v1.ImageIndex, ch
 		return Pushed{}, err
 	}
 	// OCI tags cannot hold "+", which semantic versions may; Helm writes "_".
-	chartRef, err := name.NewTag(repo+"/charts/vault-csi-provider:"+strings.ReplaceAll(chartVersion, "+", "_"))
+	chartRef, err := name.NewTag(repo + "/charts/vault-csi-provider:" + strings.ReplaceAll(chartVersion, "+", "_"))
 	if err != nil {
 		return Pushed{}, err
 	}
@@ -103,7 +106,11 @@ func (r Registry) options(ctx context.Context) []remote.Option {
 	if r.Username != "" {
 		auth = remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: r.Username, Password: r.Password}))
 	}
-	return []remote.Option{remote.WithContext(ctx), auth}
+	opts := []remote.Option{remote.WithContext(ctx), auth}
+	if r.Transport != nil {
+		opts = append(opts, remote.WithTransport(r.Transport))
+	}
+	return opts
 }
 
 // chartArtifact is the chart package as Helm stores a chart in an OCI

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,10 @@ type Cluster struct {
 	ContainerdSocket string
 	// Dir holds the node's state: containerd, kubelet root, logs, configs.
 	Dir string
+	// Registry is a registry on the node's address (NodeIP), TLS with its
+	// own CA and basic auth; containerd trusts it (certs.d/<host:port>), and
+	// it is the only registry containerd may pull from. It starts empty.
+	Registry *Registry
 
 	ownDir bool
 	lock   *os.File
@@ -140,6 +145,9 @@ func NewCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err error
 		return nil, err
 	}
 	if c.Kube, err = NewKube(ctx, KubeOptions{Dir: filepath.Join(c.Dir, "kube"), Address: NodeIP, ServiceCIDR: ServiceCIDR, Nodes: true}); err != nil {
+		return nil, err
+	}
+	if c.Registry, err = NewRegistry(ctx, RegistryOptions{Dir: filepath.Join(c.Dir, "registry"), IP: net.ParseIP(NodeIP)}); err != nil {
 		return nil, err
 	}
 	if err := c.startContainerd(ctx); err != nil {
@@ -251,6 +259,10 @@ func (c *Cluster) Close() error {
 	}
 	errs = append(errs, c.proxy.stop(), c.scheduler.stop(), c.cm.stop(), c.containerd.stop())
 	c.kubelet, c.proxy, c.scheduler, c.cm, c.containerd = nil, nil, nil, nil, nil
+	if c.Registry != nil {
+		errs = append(errs, c.Registry.Close())
+		c.Registry = nil
+	}
 	if c.Dir != "" {
 		killShims(c.ContainerdSocket)
 		errs = append(errs, unmountUnder(c.Dir))
@@ -287,6 +299,9 @@ func (c *Cluster) Close() error {
 // LogTail returns the last lines of each process's log.
 func (c *Cluster) LogTail(lines int) string {
 	s := tailOf(lines, c.containerd, c.kubelet, c.proxy, c.cm, c.scheduler)
+	if c.Registry != nil {
+		s += tailOf(lines, c.Registry.proc)
+	}
 	if c.Kube != nil {
 		s = c.Kube.LogTail(lines) + s
 	}

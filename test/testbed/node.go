@@ -58,6 +58,14 @@ state = %[2]q
     config_path = %[5]q
 `
 
+// registryHosts lets containerd pull from the bed's registry (Cluster.Registry)
+// over TLS with the registry's CA; every other registry stays "no pulls".
+const registryHosts = `server = "https://%[1]s"
+[host."https://%[1]s"]
+  capabilities = ["pull", "resolve"]
+  ca = %[2]q
+`
+
 // noPulls sends any pull containerd attempts to a closed local port: the bed
 // imports its images, and nothing may leave the machine.
 const noPulls = `server = "http://127.0.0.1:1"
@@ -164,6 +172,13 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 		filepath.Join(d, "config.toml"):               fmt.Sprintf(containerdConfig, filepath.Join(d, "root"), filepath.Join(d, "state"), c.ContainerdSocket, cniDir, filepath.Join(d, "certs.d")),
 		filepath.Join(certsDir, "hosts.toml"):         noPulls,
 		filepath.Join(cniDir, "10-okevault.conflist"): fmt.Sprintf(cniConfig, BridgeName, filepath.Join(c.Dir, "cni", "ipam"), PodCIDR, NodeIP),
+	}
+	if c.Registry != nil {
+		regDir := filepath.Join(d, "certs.d", c.Registry.Host)
+		if err := os.MkdirAll(regDir, 0o750); err != nil {
+			return fmt.Errorf("containerd: %w", err)
+		}
+		files[filepath.Join(regDir, "hosts.toml")] = fmt.Sprintf(registryHosts, c.Registry.Host, c.Registry.CAFile)
 	}
 	for p, content := range files {
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
