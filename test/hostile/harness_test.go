@@ -54,11 +54,11 @@ type outcome struct {
 	// innocent counts the innocent pods' mounts, failed those that did not
 	// get their secret, overlapped those that began and ended while one
 	// same hostile mount was in flight.
-	innocent, failed, overlapped int
+	innocent, failed, overlapped    int
 	slowestHostile, slowestInnocent time.Duration
-	baseRSS, peakRSS               int64
-	cpu                            time.Duration
-	threadsBefore, threadsAfter    int
+	baseRSS, peakRSS                int64
+	cpu                             time.Duration
+	threadsBefore, threadsAfter     int
 }
 
 func (o *outcome) String() string {

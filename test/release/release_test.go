@@ -6,9 +6,9 @@ package release_test
 import (
 	"archive/tar"
 	"bufio"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
